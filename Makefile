@@ -1,0 +1,49 @@
+# Two commands a newcomer needs: `make run` (train and push through the TFX pipeline) and
+# `make test`. Both create .venv with Python 3.10 and install the project first.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# CI and this workplace keep MovieLens under ../shared/data; elsewhere the per-user data home
+# is used and ml-100k is downloaded there on first use.
+ifeq ($(origin MOVIEREC_DATA_HOME), undefined)
+ifneq ($(wildcard ../shared/data/ml-100k/u.data),)
+export MOVIEREC_DATA_HOME := $(abspath ../shared/data)
+endif
+endif
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: setup run test test-fast bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/find-python.sh
+	@set -e; \
+	if [ ! -x $(PY) ]; then \
+	  py=$$(scripts/find-python.sh); \
+	  echo "creating $(VENV) with $$py"; \
+	  "$$py" -m venv $(VENV); \
+	fi
+	$(PY) -m pip install --quiet --upgrade "pip>=24" setuptools wheel
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/movierec run $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest tests -m "not e2e" $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) -m bench $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,65 @@
+"""Reads ExampleGen's tf.Example splits back into numpy columns.
+
+Used by the Evaluator and Pusher components (and by tests) to read the rating and catalogue
+examples an upstream ExampleGen wrote in TFX's ``Split-<name>/*.gz`` layout.
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from trainer import features
+
+# How each raw feature is parsed; every scalar feature ExampleGen writes is listed here.
+RAW_SPECS = {
+    features.USER_ID: tf.io.FixedLenFeature([], tf.string),
+    features.MOVIE_ID: tf.io.FixedLenFeature([], tf.string),
+    features.MOVIE_TITLE: tf.io.FixedLenFeature([], tf.string, default_value=""),
+    features.RATING: tf.io.FixedLenFeature([], tf.float32),
+    features.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64, default_value=0),
+    features.RELEASE_YEAR: tf.io.FixedLenFeature([], tf.int64, default_value=0),
+    features.USER_AGE: tf.io.FixedLenFeature([], tf.int64, default_value=0),
+    features.USER_GENDER: tf.io.FixedLenFeature([], tf.string, default_value=""),
+    features.USER_OCCUPATION: tf.io.FixedLenFeature([], tf.string, default_value=""),
+}
+
+
+def split_files(artifact_uri: str, split: str) -> list[str]:
+    """The TFRecord files of one split of an Examples artifact.
+
+    Raises:
+      FileNotFoundError: naming the split directory when it holds no files.
+    """
+    pattern = os.path.join(artifact_uri, f"Split-{split}", "*")
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"no examples for split '{split}' at {pattern}")
+    return files
+
+
+def read_columns(artifact_uri: str, split: str, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Reads scalar features of one split into arrays.
+
+    Args:
+      artifact_uri: the Examples artifact's uri.
+      split: split name, e.g. ``"eval"``.
+      keys: raw feature keys (from ``trainer.features``) to read.
+
+    Returns:
+      dict of key -> ``[n]`` array; strings are decoded to Python ``str`` (object arrays).
+    """
+    spec = {k: RAW_SPECS[k] for k in keys}
+    ds = tf.data.TFRecordDataset(split_files(artifact_uri, split), compression_type="GZIP")
+    ds = ds.batch(65536).map(lambda x: tf.io.parse_example(x, spec))
+    parts = {k: [] for k in keys}
+    for batch in ds:
+        for k in keys:
+            parts[k].append(batch[k].numpy())
+    out = {}
+    for k in keys:
+        values = np.concatenate(parts[k]) if parts[k] else np.array([])
+        if spec[k].dtype == tf.string:
+            values = np.array([v.decode("utf-8") for v in values], dtype=object)
+        out[k] = values
+    return out

@@ -1,0 +1,108 @@
+"""Pusher component: blessed models into a TensorFlow Serving directory, atomically.
+
+The pipeline wires ``MovieRecPusher`` after the Evaluator. For a blessed model it writes the
+retrieval SavedModel (index over the whole catalogue) and copies the ranking SavedModel into
+the artifact's own directory, then pushes both as new integer versions under
+``<serving_dir>/{retrieval,ranking}/`` and rewrites ``models.config``. An unblessed model
+leaves the serving directory untouched, so the last good model keeps serving.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import tensorflow as tf
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types.standard_artifacts import Examples, Model, ModelBlessing, PushedModel
+from tfx.utils import path_utils
+
+from components import examples_io
+from components.evaluator import BLESSED_PROPERTY
+from serving import push, retrieval
+from trainer import features
+
+RETRIEVAL = "retrieval"
+RANKING = "ranking"
+PUSH_FILE = "push.json"
+
+
+def push_models(
+    trained_model_dir: str,
+    catalogue_uri: str,
+    staging_dir: str,
+    serving_dir: str,
+    index_kind: str = "scann",
+    retrieval_k: int = 100,
+) -> dict:
+    """Builds both serving models in ``staging_dir`` and pushes them into ``serving_dir``.
+
+    Returns:
+      ``{"retrieval": {"version", "path"}, "ranking": {...}, "models_config": path}``.
+    """
+    catalogue = examples_io.read_columns(
+        catalogue_uri, features.CATALOGUE_SPLIT, (features.MOVIE_ID, features.MOVIE_TITLE)
+    )
+    staging = Path(staging_dir)
+    retrieval.export_retrieval_model(
+        trained_model_dir,
+        catalogue[features.MOVIE_ID],
+        catalogue[features.MOVIE_TITLE],
+        str(staging / RETRIEVAL),
+        index_kind=index_kind,
+        k=retrieval_k,
+    )
+    # The trained SavedModel already is the ranking model (rating as serving_default).
+    tf.io.gfile.makedirs(str(staging))
+    _copy_tree(trained_model_dir, str(staging / RANKING))
+    serving = Path(serving_dir)
+    result = {}
+    for name in (RETRIEVAL, RANKING):
+        version, path = push.push_atomically(staging / name, serving / name)
+        result[name] = {"version": version, "path": str(path)}
+    result["models_config"] = str(
+        push.write_models_config(serving, {n: serving / n for n in (RETRIEVAL, RANKING)})
+    )
+    return result
+
+
+def _copy_tree(src: str, dst: str) -> None:
+    for dirpath, _, filenames in tf.io.gfile.walk(src):
+        rel = os.path.relpath(dirpath, src)
+        target = os.path.normpath(os.path.join(dst, rel))
+        tf.io.gfile.makedirs(target)
+        for name in filenames:
+            tf.io.gfile.copy(os.path.join(dirpath, name), os.path.join(target, name), True)
+
+
+@component
+def MovieRecPusher(  # noqa: N802 (TFX component names are classes)
+    model: InputArtifact[Model],
+    catalogue: InputArtifact[Examples],
+    model_blessing: InputArtifact[ModelBlessing],
+    pushed_model: OutputArtifact[PushedModel],
+    serving_dir: Parameter[str],
+    index_kind: Parameter[str] = "scann",
+    retrieval_k: Parameter[int] = 100,
+):
+    """Pushes a blessed model; records ``pushed`` (0/1) and the versions on the artifact."""
+    tf.io.gfile.makedirs(pushed_model.uri)
+    blessed = model_blessing.get_int_custom_property(BLESSED_PROPERTY) == 1
+    if not blessed:
+        result = {"pushed": False, "reason": "model not blessed"}
+    else:
+        result = push_models(
+            path_utils.serving_model_path(model.uri),
+            catalogue.uri,
+            pushed_model.uri,
+            serving_dir,
+            index_kind=index_kind,
+            retrieval_k=retrieval_k,
+        )
+        result["pushed"] = True
+        for name in (RETRIEVAL, RANKING):
+            pushed_model.set_int_custom_property(f"{name}_version", result[name]["version"])
+            pushed_model.set_string_custom_property(f"{name}_path", result[name]["path"])
+    pushed_model.set_int_custom_property("pushed", int(result["pushed"]))
+    with tf.io.gfile.GFile(os.path.join(pushed_model.uri, PUSH_FILE), "w") as f:
+        json.dump(result, f, indent=2)

@@ -1,0 +1,248 @@
+"""The ``movierec`` command line: ``run`` the pipeline, ``recommend`` from pushed models.
+
+Environment and flags are parsed here, once, into typed configs; everything below takes
+plain arguments. ``movierec run`` runs the pipeline in a child process whose output goes to
+a log file, and prints one line per component as it finishes.
+"""
+
+import argparse
+import dataclasses
+import importlib.resources
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from components import data_home
+from pipeline.local_runner import config_to_dict
+from pipeline.pipeline import PipelineConfig
+from trainer.config import TrainerConfig
+
+_COMPONENT_LINE = re.compile(r"Component (\S+) is (running|finished)\.")
+_METRICS_SHOWN = (
+    "recall@10",
+    "recall@100",
+    "top_k_accuracy_incl_seen@1",
+    "top_k_accuracy_incl_seen@10",
+    "top_k_accuracy_incl_seen@100",
+    "rmse",
+    "mae",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Environment:
+    """The environment variables movierec reads, parsed once."""
+
+    data_home: Path
+    workdir: Path
+
+    @classmethod
+    def from_env(cls, env) -> "Environment":
+        return cls(
+            data_home=data_home.resolve_data_home(env),
+            workdir=Path(env.get("MOVIEREC_WORKDIR", "movierec_work")).resolve(),
+        )
+
+
+def schema_path() -> str:
+    """The curated schema shipped with the package."""
+    return str(importlib.resources.files("pipeline") / "schema" / "schema.pbtxt")
+
+
+def _follow(proc: subprocess.Popen, log_path: Path, out) -> dict[str, float]:
+    """Prints a line per component as the child's log reports it; returns durations."""
+    durations, started = {}, {}
+    with open(log_path, errors="replace") as log:
+        while True:
+            line = log.readline()
+            if not line:
+                if proc.poll() is not None:
+                    break
+                time.sleep(0.2)
+                continue
+            m = _COMPONENT_LINE.search(line)
+            if not m:
+                continue
+            name, state = m.groups()
+            if state == "running":
+                started[name] = time.perf_counter()
+                print(f"  {name:<22}", end=" ", file=out, flush=True)
+            elif name in started:
+                durations[name] = time.perf_counter() - started[name]
+                print(f"done in {durations[name]:6.1f} s", file=out, flush=True)
+    return durations
+
+
+def _print_results(results: dict, out) -> None:
+    evaluation = results.get("evaluation")
+    if evaluation:
+        model, base = evaluation["model"], evaluation["baselines"]
+        print("\nEvaluation on the eval split (full catalogue; recall@K excludes seen movies):", file=out)
+        print(f"  {'metric':<30}{'model':>9}{'popularity':>12}{'bias':>9}", file=out)
+        for key in _METRICS_SHOWN:
+            row = [model.get(key), base["popularity"].get(key), base["bias"].get(key)]
+            cells = "".join(f"{v:>{w}.4f}" if v is not None else f"{'-':>{w}}" for v, w in zip(row, (9, 12, 9), strict=True))
+            print(f"  {key:<30}{cells}", file=out)
+        verdict = "BLESSED" if evaluation["blessed"] else "NOT BLESSED"
+        print(f"\nBlessing: {verdict}", file=out)
+        for reason in evaluation["reasons"]:
+            print(f"  {reason}", file=out)
+    push = results.get("push", {})
+    if push.get("pushed"):
+        print("\nPushed models (TF Serving layout):", file=out)
+        for name in ("retrieval", "ranking"):
+            print(f"  {name:<10} version {push[name]['version']:<4} {push[name]['path']}", file=out)
+        print(f"  models.config      {push['models_config']}", file=out)
+    elif push:
+        print(f"\nNothing pushed: {push.get('reason')}; the previous model keeps serving.", file=out)
+
+
+def cmd_run(args, env: Environment, out=sys.stdout) -> int:
+    try:
+        data_dir = data_home.ensure_ml100k(env.data_home)
+    except data_home.DatasetUnavailableError as e:
+        print(f"movierec: {e}", file=sys.stderr)
+        return 2
+    workdir = env.workdir
+    run_id = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = workdir / "runs" / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer_overrides = json.loads(args.trainer_config) if args.trainer_config else {}
+    config = PipelineConfig(
+        pipeline_name="movierec",
+        pipeline_root=str(workdir / "pipeline_root"),
+        data_dir=str(data_dir),
+        schema_path=schema_path(),
+        serving_dir=str(workdir / "serving"),
+        trainer=TrainerConfig.from_custom_config(trainer_overrides),
+        split_seed=args.seed,
+        index_kind=args.index,
+    )
+    config_file = run_dir / "config.json"
+    config_file.write_text(json.dumps(config_to_dict(config), indent=2))
+    log_path = run_dir / "pipeline.log"
+    results_file = run_dir / "results.json"
+    print(f"movierec: training on {data_dir} (log: {log_path})", file=out, flush=True)
+    start = time.perf_counter()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pipeline.local_runner",
+                "--config",
+                str(config_file),
+                "--metadata",
+                str(workdir / "metadata.sqlite"),
+                "--results",
+                str(results_file),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"},
+        )
+    durations = _follow(proc, log_path, out)
+    total = time.perf_counter() - start
+    if proc.returncode != 0:
+        print(f"\nmovierec: the pipeline failed (exit {proc.returncode}); last lines of {log_path}:", file=sys.stderr)
+        tail = log_path.read_text(errors="replace").splitlines()[-25:]
+        print("\n".join(tail), file=sys.stderr)
+        return 1
+    results = json.loads(results_file.read_text())
+    print(f"  {'total':<22} {total:6.1f} s", file=out)
+    _print_results(results, out)
+    summary = {
+        "run_id": run_id,
+        "data_dir": str(data_dir),
+        "config": config_to_dict(config),
+        "seconds_total": total,
+        "seconds_per_component": durations,
+        "evaluation": results.get("evaluation"),
+        "blessed": bool(results.get("evaluation", {}).get("blessed")),
+        "push": results.get("push"),
+        "log": str(log_path),
+    }
+    if results.get("push", {}).get("pushed") or (workdir / "serving").exists():
+        summary["demo"] = _demo(workdir / "serving", args.user, out)
+    summary_path = run_dir / "summary.json"
+    summary_path.write_text(json.dumps(summary, indent=2))
+    print(f"\nRun summary: {summary_path}", file=out)
+    return 0
+
+
+def _demo(serving_dir: Path, user: str, out) -> dict:
+    from serving.client import PushedModels
+
+    try:
+        models = PushedModels(serving_dir)
+    except FileNotFoundError as e:
+        print(f"\n{e}", file=out)
+        return {}
+    recs, known = models.recommend(user, 10)
+    print(
+        f"\nTop 10 for user {user} from retrieval v{models.versions['retrieval']} "
+        f"(fresh load of {models.paths['retrieval']}):",
+        file=out,
+    )
+    for i, r in enumerate(recs, 1):
+        print(f"  {i:>2}. {r.title}  (movie {r.movie_id}, predicted rating {r.predicted_rating:.2f})", file=out)
+    return {"user_id": user, "known_user": known, "recommendations": [dataclasses.asdict(r) for r in recs]}
+
+
+def cmd_recommend(args, env: Environment, out=sys.stdout) -> int:
+    from serving.client import PushedModels
+
+    serving_dir = Path(args.serving_dir) if args.serving_dir else env.workdir / "serving"
+    try:
+        models = PushedModels(serving_dir)
+        recs, known = models.recommend(args.user, args.k)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"movierec: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        payload = {
+            "user_id": args.user,
+            "known_user": known,
+            "model_versions": models.versions,
+            "recommendations": [dataclasses.asdict(r) for r in recs],
+        }
+        print(json.dumps(payload, indent=2), file=out)
+        return 0
+    if not known:
+        print(f"user {args.user} is unknown to the model: showing its default recommendations", file=out)
+    for i, r in enumerate(recs, 1):
+        print(f"{i:>3}. {r.title}  (movie {r.movie_id}, score {r.score:.3f}, predicted rating {r.predicted_rating:.2f})", file=out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="movierec", description="Movie recommendation with TFX.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="train, evaluate and push through the TFX pipeline")
+    run.add_argument("--user", default="42", help="user shown in the closing demo")
+    run.add_argument("--seed", type=int, default=42, help="seed of the train/eval split")
+    run.add_argument("--index", choices=("scann", "brute_force"), default="scann")
+    run.add_argument("--trainer-config", help='JSON overrides, e.g. \'{"epochs": 3}\'')
+    rec = sub.add_parser("recommend", help="top-k movies for a user from the pushed models")
+    rec.add_argument("--user", required=True)
+    rec.add_argument("--k", type=int, default=10)
+    rec.add_argument("--json", action="store_true", help="print JSON")
+    rec.add_argument("--serving-dir", help="default: $MOVIEREC_WORKDIR/serving")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    env = Environment.from_env(os.environ)
+    if args.command == "run":
+        return cmd_run(args, env)
+    return cmd_recommend(args, env)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

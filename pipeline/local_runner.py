@@ -1,0 +1,101 @@
+"""Runs the pipeline locally: LocalDagRunner, SQLite ML-Metadata, Beam DirectRunner.
+
+``movierec run`` starts this module in a child process (``python -m pipeline.local_runner``)
+with its output going to a log file, so TensorFlow and Beam noise stays out of the terminal.
+It can also be run by hand with the same arguments.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+
+from tfx import v1 as tfx
+from tfx.orchestration import metadata
+
+from components.evaluator import METRICS_FILE, Threshold
+from components.pusher import PUSH_FILE
+from pipeline.pipeline import PipelineConfig, create_pipeline
+from trainer.config import TrainerConfig
+
+# In-process Beam keeps start-up cheap for data of MovieLens size.
+DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+
+
+def config_to_dict(config: PipelineConfig) -> dict:
+    """A JSON-friendly form of the config (inverse of :func:`config_from_dict`)."""
+    d = dataclasses.asdict(config)
+    d["trainer"] = config.trainer.to_dict()
+    d["thresholds"] = [dataclasses.asdict(t) for t in config.thresholds]
+    return d
+
+
+def config_from_dict(d: dict) -> PipelineConfig:
+    """Rebuilds a PipelineConfig written by :func:`config_to_dict`."""
+    d = dict(d)
+    d["trainer"] = TrainerConfig.from_custom_config(d.get("trainer", {}))
+    d["thresholds"] = tuple(Threshold(**t) for t in d.get("thresholds", []))
+    return PipelineConfig(**d)
+
+
+def _latest_artifact(store, type_name: str):
+    artifacts = store.get_artifacts_by_type(type_name)
+    return max(artifacts, key=lambda a: a.id) if artifacts else None
+
+
+def collect_results(metadata_path: str) -> dict:
+    """Reads the latest evaluation, blessing and push of the pipeline from ML-Metadata.
+
+    Returns:
+      ``{"metrics": ..., "blessed": bool, "reasons": [...], "push": {...}}``; keys are
+      missing for components that did not produce an output.
+    """
+    config = tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
+    result = {}
+    with metadata.Metadata(config) as m:
+        evaluation = _latest_artifact(m.store, "ModelEvaluation")
+        if evaluation is not None:
+            with open(os.path.join(evaluation.uri, METRICS_FILE)) as f:
+                result["evaluation"] = json.load(f)
+            result["evaluation_uri"] = evaluation.uri
+        pushed = _latest_artifact(m.store, "PushedModel")
+        if pushed is not None:
+            with open(os.path.join(pushed.uri, PUSH_FILE)) as f:
+                result["push"] = json.load(f)
+        model = _latest_artifact(m.store, "Model")
+        if model is not None:
+            result["model_uri"] = model.uri
+    return result
+
+
+def run(config: PipelineConfig, metadata_path: str, beam_args=DEFAULT_BEAM_ARGS) -> dict:
+    """Runs the whole pipeline and returns :func:`collect_results`."""
+    os.makedirs(os.path.dirname(os.path.abspath(metadata_path)), exist_ok=True)
+    p = create_pipeline(
+        config,
+        beam_pipeline_args=beam_args,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            metadata_path
+        ),
+    )
+    tfx.orchestration.LocalDagRunner().run(p)
+    return collect_results(metadata_path)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", required=True, help="JSON file of a PipelineConfig")
+    parser.add_argument("--metadata", required=True, help="SQLite ML-Metadata path")
+    parser.add_argument("--results", required=True, help="where to write the results JSON")
+    args = parser.parse_args(argv)
+    with open(args.config) as f:
+        config = config_from_dict(json.load(f))
+    results = run(config, args.metadata)
+    with open(args.results, "w") as f:
+        json.dump(results, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

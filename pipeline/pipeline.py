@@ -1,0 +1,125 @@
+"""``create_pipeline``: the movierec TFX pipeline, free of I/O and environment reads.
+
+Runners (``pipeline.local_runner`` today) build the typed arguments and pass them in; the
+factory only wires components:
+
+    MovieLensExampleGen -> ImportSchemaGen -> Transform -> Trainer -> MovieRecEvaluator
+    -> MovieRecPusher
+"""
+
+import dataclasses
+import json
+from collections.abc import Sequence
+
+from tfx import v1 as tfx
+from tfx.proto import transform_pb2
+
+from components.evaluator import MovieRecEvaluator, Threshold
+from components.example_gen import MovieLensExampleGen
+from components.pusher import MovieRecPusher
+from trainer import features
+from trainer.config import TrainerConfig
+
+PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
+RUN_FN = "trainer.run.run_fn"
+
+# Blessing by default: beat popularity's recall@10 by 10% and the bias baseline's RMSE.
+DEFAULT_THRESHOLDS = (
+    Threshold(metric="recall@10", direction="min", value=1.1, baseline="popularity"),
+    Threshold(metric="rmse", direction="max", value=1.0, baseline="bias"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """What a run trains on and where its outputs go.
+
+    Attributes:
+      pipeline_name: the ML-Metadata pipeline context name.
+      pipeline_root: directory for every component's artifacts.
+      data_dir: directory holding the dataset files (e.g. ``<data home>/ml-100k``).
+      schema_path: the curated schema.pbtxt of the raw examples.
+      serving_dir: TF Serving directory the Pusher writes into.
+      trainer: Trainer hyperparameters.
+      thresholds: blessing conditions of the Evaluator.
+      split_seed: seed of the random train/eval split.
+      eval_fraction: share of ratings held out for evaluation.
+      index_kind: retrieval index of the pushed model, ``"scann"`` or ``"brute_force"``.
+      retrieval_k: movies the retrieval model returns per user.
+    """
+
+    pipeline_name: str
+    pipeline_root: str
+    data_dir: str
+    schema_path: str
+    serving_dir: str
+    trainer: TrainerConfig = TrainerConfig()
+    thresholds: Sequence[Threshold] = DEFAULT_THRESHOLDS
+    split_seed: int = 42
+    eval_fraction: float = 0.2
+    index_kind: str = "scann"
+    retrieval_k: int = 100
+
+
+def create_components(config: PipelineConfig) -> list:
+    """The pipeline's components, wired, in topological order."""
+    example_gen = MovieLensExampleGen(
+        data_dir=config.data_dir, seed=config.split_seed, eval_fraction=config.eval_fraction
+    )
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN,
+        splits_config=transform_pb2.SplitsConfig(
+            analyze=[features.TRAIN_SPLIT],
+            transform=[features.TRAIN_SPLIT, features.EVAL_SPLIT],
+        ),
+    )
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT]),
+        eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
+        custom_config=config.trainer.to_dict(),
+    )
+    evaluator = MovieRecEvaluator(
+        examples=example_gen.outputs["examples"],
+        catalogue=example_gen.outputs["catalogue"],
+        model=trainer.outputs["model"],
+        thresholds=json.dumps([dataclasses.asdict(t) for t in config.thresholds]),
+    )
+    pusher = MovieRecPusher(
+        model=trainer.outputs["model"],
+        catalogue=example_gen.outputs["catalogue"],
+        model_blessing=evaluator.outputs["blessing"],
+        serving_dir=config.serving_dir,
+        index_kind=config.index_kind,
+        retrieval_k=config.retrieval_k,
+    )
+    return [example_gen, schema_gen, transform, trainer, evaluator, pusher]
+
+
+def create_pipeline(
+    config: PipelineConfig,
+    beam_pipeline_args: Sequence[str] = (),
+    metadata_connection_config=None,
+    enable_cache: bool = False,
+) -> tfx.dsl.Pipeline:
+    """Builds the TFX pipeline.
+
+    Args:
+      config: what to train and where outputs go.
+      beam_pipeline_args: Beam options of the Beam-powered components (Transform).
+      metadata_connection_config: ML-Metadata connection (None lets the orchestrator choose).
+      enable_cache: reuse outputs of components whose inputs and parameters are unchanged.
+    """
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=create_components(config),
+        enable_cache=enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(beam_pipeline_args),
+    )

@@ -1,0 +1,76 @@
+"""Reads the Transform output (transformed examples and vocabularies) for ``run_fn``.
+
+The transformed train split is small next to memory (three numbers per rating), so it is read
+once into arrays and fed from memory each epoch instead of re-parsing TFRecords.
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from trainer import features
+
+_COLUMNS = {
+    features.USER_IDX: tf.io.FixedLenFeature([], tf.int64),
+    features.MOVIE_IDX: tf.io.FixedLenFeature([], tf.int64),
+    features.RATING: tf.io.FixedLenFeature([], tf.float32),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Vocabularies:
+    """The Transform vocabularies, in index order.
+
+    Attributes:
+      users: ``[num_users]`` user ids; user ``users[i]`` has index i.
+      movies: ``[num_movies]`` movie ids; movie ``movies[i]`` has index i.
+    """
+
+    users: list[str]
+    movies: list[str]
+
+
+def read_vocabularies(tf_transform_output: tft.TFTransformOutput) -> Vocabularies:
+    """Reads the user and movie vocabularies written by ``preprocessing_fn``."""
+
+    def read(name):
+        return [v.decode("utf-8") for v in tf_transform_output.vocabulary_by_name(name)]
+
+    return Vocabularies(users=read(features.USER_VOCAB), movies=read(features.MOVIE_VOCAB))
+
+
+def read_transformed(file_pattern: str | list[str]) -> dict[str, np.ndarray]:
+    """Reads transformed examples into arrays.
+
+    Args:
+      file_pattern: glob(s) of GZIP TFRecord files of transformed examples.
+
+    Returns:
+      dict of ``user_idx`` and ``movie_idx`` (``[n]`` int64) and ``rating`` (``[n]`` float32).
+
+    Raises:
+      FileNotFoundError: when the pattern matches no file.
+    """
+    patterns = [file_pattern] if isinstance(file_pattern, str) else list(file_pattern)
+    files = [f for p in patterns for f in tf.io.gfile.glob(p)]
+    if not files:
+        raise FileNotFoundError(f"no transformed examples match {patterns}")
+    ds = tf.data.TFRecordDataset(sorted(files), compression_type="GZIP")
+    ds = ds.batch(65536).map(lambda x: tf.io.parse_example(x, _COLUMNS))
+    parts = {k: [] for k in _COLUMNS}
+    for batch in ds:
+        for k in _COLUMNS:
+            parts[k].append(batch[k].numpy())
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def make_dataset(
+    columns: dict[str, np.ndarray], batch_size: int, seed: int, shuffle: bool = True
+) -> tf.data.Dataset:
+    """Batches in-memory columns into a dataset of feature dicts, reshuffled every epoch."""
+    ds = tf.data.Dataset.from_tensor_slices(columns)
+    if shuffle:
+        ds = ds.shuffle(len(columns[features.RATING]), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

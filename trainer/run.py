@@ -1,0 +1,96 @@
+"""TFX Trainer entry point: ``run_fn`` trains the joint model and exports it.
+
+The Trainer component calls ``trainer.run.run_fn`` by module path. It parses the typed
+config, reads the Transform output, trains, and writes the serving SavedModel plus a
+``training.json`` (config, loss history, durations) beside it in the model run directory.
+"""
+
+import json
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+from absl import logging
+
+from trainer import data, export, features
+from trainer.config import TrainerConfig
+from trainer.model import JointModel, movie_log_frequency
+
+TRAINING_SUMMARY = "training.json"
+
+
+def train(
+    train_columns: dict[str, np.ndarray],
+    vocabularies: data.Vocabularies,
+    config: TrainerConfig,
+    eval_columns: dict[str, np.ndarray] | None = None,
+) -> tuple[JointModel, dict]:
+    """Trains a JointModel on in-memory transformed columns.
+
+    Args:
+      train_columns: ``user_idx``, ``movie_idx`` (``[n]`` int64) and ``rating`` (``[n]``).
+      vocabularies: the Transform vocabularies (sizes the embedding tables).
+      config: hyperparameters.
+      eval_columns: optional eval columns; their loss and RMSE are logged per epoch.
+
+    Returns:
+      The trained model and a summary dict (per-epoch history, examples/s).
+    """
+    tf.keras.utils.set_random_seed(config.seed)
+    num_users, num_movies = len(vocabularies.users), len(vocabularies.movies)
+    ratings = train_columns[features.RATING]
+    model = JointModel(
+        num_users=num_users,
+        num_movies=num_movies,
+        movie_log_frequency=movie_log_frequency(train_columns[features.MOVIE_IDX], num_movies),
+        global_mean=float(ratings.mean()),
+        config=config,
+    )
+    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    train_ds = data.make_dataset(train_columns, config.batch_size, config.seed)
+    eval_ds = (
+        data.make_dataset(eval_columns, 8192, config.seed, shuffle=False)
+        if eval_columns is not None
+        else None
+    )
+    start = time.perf_counter()
+    history = model.fit(train_ds, epochs=config.epochs, validation_data=eval_ds, verbose=0)
+    seconds = time.perf_counter() - start
+    summary = {
+        "config": config.to_dict(),
+        "num_train_examples": int(len(ratings)),
+        "num_users": num_users,
+        "num_movies": num_movies,
+        "train_seconds": seconds,
+        "examples_per_second": len(ratings) * config.epochs / seconds,
+        "history": {k: [float(x) for x in v] for k, v in history.history.items()},
+    }
+    return model, summary
+
+
+def run_fn(fn_args) -> None:
+    """Trains and exports the model (called by the TFX Trainer).
+
+    Args:
+      fn_args: tfx.components.FnArgs with ``train_files``, ``eval_files``,
+        ``transform_output``, ``serving_model_dir``, ``model_run_dir`` and ``custom_config``.
+    """
+    config = TrainerConfig.from_custom_config(fn_args.custom_config)
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    vocabularies = data.read_vocabularies(tf_transform_output)
+    train_columns = data.read_transformed(fn_args.train_files)
+    eval_columns = data.read_transformed(fn_args.eval_files)
+    logging.info(
+        "training on %d examples, %d users, %d movies, config %s",
+        len(train_columns[features.RATING]),
+        len(vocabularies.users),
+        len(vocabularies.movies),
+        config,
+    )
+    model, summary = train(train_columns, vocabularies, config, eval_columns)
+    export.export_serving_model(model, vocabularies, fn_args.serving_model_dir)
+    tf.io.gfile.makedirs(fn_args.model_run_dir)
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINING_SUMMARY), "w") as f:
+        json.dump(summary, f, indent=2)
