@@ -1,0 +1,1 @@
+"""Benchmarks of movierec (``make bench``): they print figures and assert nothing."""

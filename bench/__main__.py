@@ -1,0 +1,132 @@
+"""``make bench``: wall time of the pipeline and Trainer throughput against the tutorial.
+
+Usage: python -m bench [pipeline] [trainer] [--repeats N]
+
+Figures are printed (medians over repeats, ratios within one run); nothing is asserted.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+import numpy as np
+import tensorflow as tf
+
+from bench.tutorial import train_tutorial
+from components import data_home, metrics, movielens
+from trainer import data, features
+from trainer.config import TrainerConfig
+from trainer.run import train
+
+
+def load_ml100k(seed: int = 42, eval_fraction: float = 0.2):
+    """MovieLens 100k split as ExampleGen splits it, as vocabulary-index columns."""
+    data_dir = data_home.ensure_ml100k(data_home.resolve_data_home(os.environ))
+    ratings = list(movielens.iter_ratings(data_dir / "u.data"))
+    ratings = [r for r in ratings if not isinstance(r, movielens.Reject)]
+    is_eval = np.array(
+        [movielens.split_of(r.user_id, r.movie_id, seed, eval_fraction) == features.EVAL_SPLIT for r in ratings]
+    )
+    train_rows = [r for r, e in zip(ratings, is_eval, strict=True) if not e]
+    eval_rows = [r for r, e in zip(ratings, is_eval, strict=True) if e]
+    users = [u for u, _ in Counter(r.user_id for r in train_rows).most_common()]
+    movies = [m for m, _ in Counter(r.movie_id for r in train_rows).most_common()]
+    uidx = {u: i for i, u in enumerate(users)}
+    midx = {m: i for i, m in enumerate(movies)}
+
+    def columns(rows):
+        return {
+            features.USER_IDX: np.array([uidx.get(r.user_id, len(users)) for r in rows]),
+            features.MOVIE_IDX: np.array([midx.get(r.movie_id, len(movies)) for r in rows]),
+            features.RATING: np.array([r.rating for r in rows], np.float32),
+        }
+
+    return columns(train_rows), columns(eval_rows), data.Vocabularies(users, movies)
+
+
+def _quality(user_tower, movie_tower, predict, train_cols, eval_cols, num_users, num_movies):
+    """RMSE and TFRS top-100 accuracy (seen kept, all movies) of a trained model."""
+    ue = user_tower(tf.range(num_users + 1)).numpy()
+    me = movie_tower(tf.range(num_movies + 1)).numpy()
+    seen = metrics.seen_matrix(
+        train_cols[features.USER_IDX], train_cols[features.MOVIE_IDX], num_users + 1, num_movies + 1
+    )
+    top = metrics.top_k_metrics(ue, me, eval_cols[features.USER_IDX], eval_cols[features.MOVIE_IDX], seen, ks=(10, 100))
+    pred = predict(tf.constant(eval_cols[features.USER_IDX]), tf.constant(eval_cols[features.MOVIE_IDX])).numpy()
+    top.update(metrics.rating_metrics(pred, eval_cols[features.RATING]))
+    return top
+
+
+def bench_trainer(repeats: int) -> None:
+    train_cols, eval_cols, vocab = load_ml100k()
+    nu, nm, n = len(vocab.users), len(vocab.movies), len(train_cols[features.RATING])
+    config = TrainerConfig()
+    rows = {"tutorial": [], "movierec": []}
+    for r in range(repeats):
+        start = time.perf_counter()
+        tut = train_tutorial(train_cols, nu, nm, epochs=3, seed=42 + r)
+        secs = time.perf_counter() - start
+        q = _quality(tut.user_model, tut.movie_model, tut.predict_rating, train_cols, eval_cols, nu, nm)
+        rows["tutorial"].append({"eps": n * 3 / secs, "seconds": secs, **q})
+        start = time.perf_counter()
+        model, _ = train(train_cols, vocab, dataclasses.replace(config, seed=42 + r))
+        secs = time.perf_counter() - start
+        q = _quality(model.user_tower, model.movie_tower, model.predict_rating, train_cols, eval_cols, nu, nm)
+        rows["movierec"].append({"eps": n * config.epochs / secs, "seconds": secs, **q})
+    print(f"\nTrainer on MovieLens 100k ({n} train ratings), medians of {repeats} runs:")
+    print(f"  {'model':<10}{'examples/s':>12}{'seconds':>9}{'RMSE':>8}{'top100 incl':>13}{'recall@10':>11}{'recall@100':>12}")
+    med = {}
+    for name, runs in rows.items():
+        med[name] = {k: statistics.median(x[k] for x in runs) for k in runs[0]}
+        m = med[name]
+        print(f"  {name:<10}{m['eps']:>12.0f}{m['seconds']:>9.1f}{m['rmse']:>8.3f}"
+              f"{m['top_k_accuracy_incl_seen@100']:>13.3f}{m['recall@10']:>11.3f}{m['recall@100']:>12.3f}")
+    ratio = med["movierec"]["eps"] / med["tutorial"]["eps"]
+    print(f"  throughput ratio movierec/tutorial: {ratio:.1f}x (target >= 5x)")
+    print(f"  config: {json.dumps(config.to_dict())}")
+
+
+def bench_pipeline() -> None:
+    with tempfile.TemporaryDirectory() as workdir:
+        start = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", "run"],
+            env={**os.environ, "MOVIEREC_WORKDIR": workdir},
+            capture_output=True,
+            text=True,
+        )
+        wall = time.perf_counter() - start
+        if proc.returncode != 0:
+            print(proc.stdout, proc.stderr)
+            raise SystemExit("pipeline run failed")
+        summary = json.loads(next(Path(workdir).glob("runs/*/summary.json")).read_text())
+    print("\n`movierec run` on MovieLens 100k (one run):")
+    for name, secs in summary["seconds_per_component"].items():
+        print(f"  {name:<22}{secs:7.1f} s")
+    print(f"  {'pipeline total':<22}{summary['seconds_total']:7.1f} s")
+    print(f"  {'command wall time':<22}{wall:7.1f} s (target <= 180 s)")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("what", nargs="*", default=["pipeline", "trainer"])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    if "pipeline" in args.what:
+        bench_pipeline()
+    if "trainer" in args.what:
+        bench_trainer(args.repeats)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,318 @@
+"""Readers of the MovieLens 100k files and the deterministic train/eval split.
+
+Plain Python, no TensorFlow: ``components.example_gen`` calls these to build the examples and
+``bench`` calls them to reproduce ExampleGen's split. Malformed input is never dropped silently:
+every line that does not become a record comes back as a :class:`Reject` saying why.
+"""
+
+import dataclasses
+import hashlib
+import math
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping
+from typing import TypeVar
+
+from trainer import features
+
+# u.genre, in the order of u.item's 19 flags. "unknown" means "no genre known", so that flag
+# adds nothing to a movie's genres.
+GENRE_NAMES = (
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
+_NO_GENRE = "unknown"
+_ITEM_FIELDS = 5 + len(GENRE_NAMES)
+_USER_FIELDS = 5
+_RATING_FIELDS = 4
+MIN_RATING, MAX_RATING = 1.0, 5.0
+
+# Why a line was rejected; each is counted separately by ExampleGen.
+BLANK_LINE = "blank_line"
+FIELD_COUNT = "field_count"
+BAD_VALUE = "bad_value"  # a non-integer id, timestamp or age, a bad date or genre flag
+BAD_RATING = "bad_rating"  # not a number, or outside [MIN_RATING, MAX_RATING]
+UNKNOWN_MOVIE = "unknown_movie"
+UNKNOWN_USER = "unknown_user"
+DUPLICATE = "duplicate"  # a repeated movie/user id, or an older rating of the same pair
+REJECT_REASONS = (
+    BLANK_LINE,
+    FIELD_COUNT,
+    BAD_VALUE,
+    BAD_RATING,
+    UNKNOWN_MOVIE,
+    UNKNOWN_USER,
+    DUPLICATE,
+)
+
+# The ml-100k files are latin-1 (titles such as "Misérables, Les (1995)").
+ENCODING = "latin-1"
+
+_ID = re.compile(r"^\d+$")
+_RELEASE_DATE = re.compile(r"^\d{1,2}-[A-Za-z]{3}-(\d{4})$")  # 01-Jan-1995
+_TITLE_YEAR = re.compile(r"\((\d{4})\)\s*$")  # Toy Story (1995)
+
+
+@dataclasses.dataclass(frozen=True)
+class Movie:
+    """One row of u.item."""
+
+    movie_id: str
+    title: str
+    genres: tuple[str, ...]
+    release_year: int  # 0 when unknown
+
+
+@dataclasses.dataclass(frozen=True)
+class User:
+    """One row of u.user."""
+
+    user_id: str
+    age: int  # 0 when unknown
+    gender: str
+    occupation: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Rating:
+    """One row of u.data."""
+
+    user_id: str
+    movie_id: str
+    rating: float
+    timestamp: int  # Unix seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class Reject:
+    """A line that did not become a record.
+
+    Attributes:
+      file: the file's base name, e.g. ``"u.data"``.
+      line_number: 1-based line number in that file.
+      reason: one of ``REJECT_REASONS``.
+      raw_line: the line without its line ending.
+    """
+
+    file: str
+    line_number: int
+    reason: str
+    raw_line: str
+
+
+class MalformedLineError(ValueError):
+    """Raised by the strict readers on the first line they cannot use."""
+
+    def __init__(self, reject: Reject):
+        super().__init__(
+            f"{reject.file} line {reject.line_number}: {reject.reason}: {reject.raw_line!r}"
+        )
+        self.reject = reject
+
+
+def _raise(reject: Reject) -> None:
+    raise MalformedLineError(reject)
+
+
+def _lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line without its ending), read one at a time."""
+    with open(path, encoding=ENCODING, newline="") as f:
+        for number, line in enumerate(f, start=1):
+            yield number, line.rstrip("\r\n")
+
+
+def _fields(file: str, number: int, line: str, sep: str, count: int) -> list[str] | Reject:
+    if not line.strip():
+        return Reject(file, number, BLANK_LINE, line)
+    fields = [f.strip() for f in line.split(sep)]
+    if len(fields) != count:
+        return Reject(file, number, FIELD_COUNT, line)
+    return fields
+
+
+def _parse_movie(file: str, number: int, line: str) -> Movie | Reject:
+    fields = _fields(file, number, line, "|", _ITEM_FIELDS)
+    if isinstance(fields, Reject):
+        return fields
+    movie_id, title, release_date = fields[:3]
+    flags = fields[5:]
+    if not _ID.match(movie_id) or any(f not in ("0", "1") for f in flags):
+        return Reject(file, number, BAD_VALUE, line)
+    if release_date:
+        date = _RELEASE_DATE.match(release_date)
+        if not date:
+            return Reject(file, number, BAD_VALUE, line)
+        year = int(date.group(1))
+    else:
+        title_year = _TITLE_YEAR.search(title)
+        year = int(title_year.group(1)) if title_year else 0
+    genres = tuple(
+        name
+        for name, flag in zip(GENRE_NAMES, flags, strict=True)
+        if flag == "1" and name != _NO_GENRE
+    )
+    return Movie(movie_id=movie_id, title=title, genres=genres, release_year=year)
+
+
+def _parse_user(file: str, number: int, line: str) -> User | Reject:
+    fields = _fields(file, number, line, "|", _USER_FIELDS)
+    if isinstance(fields, Reject):
+        return fields
+    user_id, age, gender, occupation, _zip_code = fields
+    if not _ID.match(user_id) or (age and not _ID.match(age)):
+        return Reject(file, number, BAD_VALUE, line)
+    return User(user_id=user_id, age=int(age or 0), gender=gender, occupation=occupation)
+
+
+_Record = TypeVar("_Record", Movie, User)
+
+
+def _read_keyed(
+    path: str | os.PathLike,
+    parse: Callable[[str, int, str], _Record | Reject],
+    key: Callable[[_Record], str],
+    rejects: list[Reject] | None,
+) -> dict[str, _Record]:
+    """Parses every line; the first record of an id wins, later ones are duplicates."""
+    file = os.path.basename(path)
+    on_reject = _raise if rejects is None else rejects.append
+    records = {}
+    for number, line in _lines(path):
+        record = parse(file, number, line)
+        if not isinstance(record, Reject) and key(record) in records:
+            record = Reject(file, number, DUPLICATE, line)
+        if isinstance(record, Reject):
+            on_reject(record)
+        else:
+            records[key(record)] = record
+    return records
+
+
+def read_movies(path: str | os.PathLike, rejects: list[Reject] | None = None) -> dict[str, Movie]:
+    """Reads u.item.
+
+    Args:
+      path: the u.item file (``|``-separated, latin-1).
+      rejects: malformed lines are appended here; when None, the first one raises.
+
+    Returns:
+      movie id -> Movie, in file order. Keyed by id: ml-100k has 1682 movies but 1664 titles.
+
+    Raises:
+      MalformedLineError: (a ValueError) on a malformed line when ``rejects`` is None.
+    """
+    return _read_keyed(path, _parse_movie, lambda m: m.movie_id, rejects)
+
+
+def read_users(path: str | os.PathLike, rejects: list[Reject] | None = None) -> dict[str, User]:
+    """Reads u.user.
+
+    Args:
+      path: the u.user file (``|``-separated).
+      rejects: malformed lines are appended here; when None, the first one raises.
+
+    Returns:
+      user id -> User, in file order.
+
+    Raises:
+      MalformedLineError: (a ValueError) on a malformed line when ``rejects`` is None.
+    """
+    return _read_keyed(path, _parse_user, lambda u: u.user_id, rejects)
+
+
+def _parse_rating(
+    file: str,
+    number: int,
+    line: str,
+    movies: Mapping[str, Movie] | None,
+    users: Mapping[str, User] | None,
+) -> Rating | Reject:
+    fields = _fields(file, number, line, "\t", _RATING_FIELDS)
+    if isinstance(fields, Reject):
+        return fields
+    user_id, movie_id, rating, timestamp = fields
+    if not (_ID.match(user_id) and _ID.match(movie_id) and _ID.match(timestamp)):
+        return Reject(file, number, BAD_VALUE, line)
+    try:
+        value = float(rating)
+    except ValueError:
+        return Reject(file, number, BAD_RATING, line)
+    if math.isnan(value) or not MIN_RATING <= value <= MAX_RATING:
+        return Reject(file, number, BAD_RATING, line)
+    if movies is not None and movie_id not in movies:
+        return Reject(file, number, UNKNOWN_MOVIE, line)
+    if users is not None and user_id not in users:
+        return Reject(file, number, UNKNOWN_USER, line)
+    return Rating(user_id=user_id, movie_id=movie_id, rating=value, timestamp=int(timestamp))
+
+
+def iter_ratings(
+    path: str | os.PathLike,
+    movies: Mapping[str, Movie] | None = None,
+    users: Mapping[str, User] | None = None,
+) -> Iterator[Rating | Reject]:
+    """Streams u.data, one record per line, in file order.
+
+    The file is read twice: once to find, for every (user, movie) pair, the line with the
+    latest timestamp (ties: the later line), and once to yield. Memory holds that map only.
+
+    Args:
+      path: the u.data file (TAB-separated user id, item id, rating, Unix timestamp).
+      movies: known movies; a rating of any other movie id is rejected. None: no check.
+      users: known users; a rating by any other user id is rejected. None: no check.
+
+    Yields:
+      a Rating for each line kept, a Reject (with one of ``REJECT_REASONS``) for every other
+      line, including older ratings of a pair rated more than once (``DUPLICATE``).
+    """
+    file = os.path.basename(path)
+    latest: dict[tuple[str, str], tuple[int, int]] = {}  # pair -> (timestamp, line number)
+    for number, line in _lines(path):
+        record = _parse_rating(file, number, line, movies, users)
+        if isinstance(record, Rating):
+            pair, seen = (record.user_id, record.movie_id), (record.timestamp, number)
+            latest[pair] = max(latest.get(pair, seen), seen)
+    for number, line in _lines(path):
+        record = _parse_rating(file, number, line, movies, users)
+        if isinstance(record, Rating) and latest[(record.user_id, record.movie_id)][1] != number:
+            record = Reject(file, number, DUPLICATE, line)
+        yield record
+
+
+def split_of(user_id: str, movie_id: str, seed: int, eval_fraction: float) -> str:
+    """The split of one rating, from a hash of the pair: same in every run and process.
+
+    Args:
+      user_id: the rating's user id.
+      movie_id: the rating's movie id.
+      seed: changes the assignment of every pair.
+      eval_fraction: expected fraction of pairs in the eval split, in [0, 1].
+
+    Returns:
+      ``features.EVAL_SPLIT`` or ``features.TRAIN_SPLIT``.
+
+    Raises:
+      ValueError: if ``eval_fraction`` is outside [0, 1].
+    """
+    if not 0.0 <= eval_fraction <= 1.0:
+        raise ValueError(f"eval_fraction must be in [0, 1], got {eval_fraction}")
+    digest = hashlib.blake2b(f"{seed}:{user_id}:{movie_id}".encode(), digest_size=8).digest()
+    uniform = int.from_bytes(digest, "big") / 2.0**64
+    return features.EVAL_SPLIT if uniform < eval_fraction else features.TRAIN_SPLIT

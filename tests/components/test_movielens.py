@@ -1,0 +1,148 @@
+"""Tests of components.movielens: the ml-100k readers, their rejects, and split_of."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from components import movielens
+from components.movielens import Movie, Rating, Reject, User
+from trainer import features
+
+ZEROS = "|".join(["0"] * 19)
+
+
+def _flags(*indices: int) -> str:
+    return "|".join("1" if i in indices else "0" for i in range(19))
+
+
+def _write(path, lines, encoding="latin-1"):
+    path.write_bytes("".join(line + "\n" for line in lines).encode(encoding))
+    return path
+
+
+def test_read_movies_parses_fields_and_rejects(tmp_path):
+    lines = [
+        f"1|Toy Story (1995)|01-Jan-1995||http://x|{_flags(3, 4, 5)}",
+        f"246|Chasing Amy (1997)|01-Jan-1997||http://x|{_flags(5, 8, 14)}",
+        f"268|Chasing Amy (1997)|4-Feb-1997||http://x|{_flags(8)}",
+        f"267|unknown||||{_flags(0)}",
+        f"543|Misérables, Les (1995)|||http://x|{_flags(8, 12)}",
+        "9|Too few fields|01-Jan-1990",
+        "",
+        f"10|Bad date (1990)|1990-01-01||http://x|{ZEROS}",
+        f"11|Bad flag (1990)|01-Jan-1990||http://x|{ZEROS[:-1]}2",
+        f"1|Toy Story again (1995)|01-Jan-1995||http://x|{ZEROS}",
+    ]
+    rejects = []
+    movies = movielens.read_movies(_write(tmp_path / "u.item", lines), rejects)
+    assert movies == {
+        "1": Movie("1", "Toy Story (1995)", ("Animation", "Children's", "Comedy"), 1995),
+        "246": Movie("246", "Chasing Amy (1997)", ("Comedy", "Drama", "Romance"), 1997),
+        "268": Movie("268", "Chasing Amy (1997)", ("Drama",), 1997),
+        "267": Movie("267", "unknown", (), 0),  # no date, no "(year)" in the title
+        "543": Movie("543", "Misérables, Les (1995)", ("Drama", "Musical"), 1995),
+    }
+    assert list(movies) == ["1", "246", "268", "267", "543"]
+    assert rejects == [
+        Reject("u.item", 6, movielens.FIELD_COUNT, lines[5]),
+        Reject("u.item", 7, movielens.BLANK_LINE, ""),
+        Reject("u.item", 8, movielens.BAD_VALUE, lines[7]),
+        Reject("u.item", 9, movielens.BAD_VALUE, lines[8]),
+        Reject("u.item", 10, movielens.DUPLICATE, lines[9]),
+    ]
+
+
+def test_strict_reader_raises_on_first_bad_line(tmp_path):
+    path = _write(tmp_path / "u.user", ["1|24|M|technician|85711", "2|old|F|other|94043"])
+    with pytest.raises(movielens.MalformedLineError, match="u.user line 2: bad_value") as e:
+        movielens.read_users(path)
+    assert e.value.reject == Reject("u.user", 2, movielens.BAD_VALUE, "2|old|F|other|94043")
+
+
+def test_read_users(tmp_path):
+    lines = ["1|24|M|technician|85711", "2||F|other|94043", "3|30|M|writer", "1|50|F|x|1"]
+    rejects = []
+    users = movielens.read_users(_write(tmp_path / "u.user", lines), rejects)
+    assert users == {"1": User("1", 24, "M", "technician"), "2": User("2", 0, "F", "other")}
+    assert [(r.line_number, r.reason) for r in rejects] == [
+        (3, movielens.FIELD_COUNT),
+        (4, movielens.DUPLICATE),
+    ]
+
+
+def test_iter_ratings_rejects_and_keeps_latest_duplicate(tmp_path):
+    movies = {"1": Movie("1", "A", (), 0), "2": Movie("2", "B", (), 0)}
+    users = {"7": User("7", 20, "F", "x")}
+    lines = [
+        "7\t1\t3\t100",  # 1: older than line 3 -> duplicate
+        "7\t2\t4\t100",  # 2: kept
+        "7\t1\t5\t200",  # 3: latest of (7, 1) -> kept
+        "7\t2\t2\t100",  # 4: same timestamp as line 2; the later line wins -> kept
+        "7\t1\t4.5",  # 5
+        "  ",  # 6
+        "7\t1\tnan\t300",  # 7
+        "7\t1\t5.5\t300",  # 8
+        "7\t1\t\t300",  # 9
+        "7\t3\t4\t300",  # 10
+        "8\t1\t4\t300",  # 11
+        "7\tx\t4\t300",  # 12
+        "7\t1\t1.0\t300",  # 13: latest of (7, 1) now, so line 3 becomes a duplicate
+    ]
+    records = list(movielens.iter_ratings(_write(tmp_path / "u.data", lines), movies, users))
+    assert records == [
+        Reject("u.data", 1, movielens.DUPLICATE, lines[0]),
+        Reject("u.data", 2, movielens.DUPLICATE, lines[1]),
+        Reject("u.data", 3, movielens.DUPLICATE, lines[2]),
+        Rating("7", "2", 2.0, 100),
+        Reject("u.data", 5, movielens.FIELD_COUNT, lines[4]),
+        Reject("u.data", 6, movielens.BLANK_LINE, lines[5]),
+        Reject("u.data", 7, movielens.BAD_RATING, lines[6]),
+        Reject("u.data", 8, movielens.BAD_RATING, lines[7]),
+        Reject("u.data", 9, movielens.BAD_RATING, lines[8]),
+        Reject("u.data", 10, movielens.UNKNOWN_MOVIE, lines[9]),
+        Reject("u.data", 11, movielens.UNKNOWN_USER, lines[10]),
+        Reject("u.data", 12, movielens.BAD_VALUE, lines[11]),
+        Rating("7", "1", 1.0, 300),
+    ]
+
+
+def test_iter_ratings_without_catalogue_checks_nothing_else(tmp_path):
+    path = _write(tmp_path / "u.data", ["5\t9\t1\t10", "5\t9\t5\t9", "6\t9\t0\t10"])
+    assert list(movielens.iter_ratings(path)) == [
+        Rating("5", "9", 1.0, 10),
+        Reject("u.data", 2, movielens.DUPLICATE, "5\t9\t5\t9"),
+        Reject("u.data", 3, movielens.BAD_RATING, "6\t9\t0\t10"),
+    ]
+
+
+def test_split_of_fraction_and_seed():
+    pairs = [(str(u), str(m)) for u in range(200) for m in range(100)]
+    for fraction in (0.0, 0.1, 0.2, 0.5, 1.0):
+        splits = [movielens.split_of(u, m, 42, fraction) for u, m in pairs]
+        n_eval = splits.count(features.EVAL_SPLIT)
+        # Binomial(20000, p): 5 standard deviations is at most 0.018 of the pairs.
+        assert abs(n_eval / len(pairs) - fraction) <= 0.018
+    splits_42 = [movielens.split_of(u, m, 42, 0.5) for u, m in pairs[:500]]
+    splits_43 = [movielens.split_of(u, m, 43, 0.5) for u, m in pairs[:500]]
+    assert set(splits_42) == {features.TRAIN_SPLIT, features.EVAL_SPLIT}
+    assert splits_42 != splits_43
+    with pytest.raises(ValueError, match="eval_fraction"):
+        movielens.split_of("1", "1", 42, 1.5)
+
+
+def test_split_of_is_the_same_in_another_process():
+    pairs = [(str(u), str(m)) for u in range(1, 30) for m in range(1, 30)]
+    code = (
+        "from components import movielens;"
+        f"print(''.join(movielens.split_of(u, m, 7, 0.3)[0] for u, m in {pairs!r}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "PYTHONHASHSEED": "123"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert out == "".join(movielens.split_of(u, m, 7, 0.3)[0] for u, m in pairs)

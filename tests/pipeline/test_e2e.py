@@ -1,0 +1,157 @@
+"""End to end: `movierec run` on the shared MovieLens 100k, then fresh processes read the push.
+
+Needs ml-100k under MOVIEREC_DATA_HOME (CI: ../shared/data). Takes a few minutes.
+"""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from components import data_home
+from components.evaluator import Threshold
+from pipeline import local_runner
+from serving import push
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ENV = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def _ml100k_dir() -> Path:
+    home = data_home.resolve_data_home(os.environ)
+    try:
+        return data_home.ensure_ml100k(home)
+    except data_home.DatasetUnavailableError as e:
+        pytest.fail(f"MovieLens 100k is needed for the end-to-end tests: {e}")
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    _ml100k_dir()
+    workdir = tmp_path_factory.mktemp("e2e")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "run", "--user", "42"],
+        env={**ENV, "MOVIEREC_WORKDIR": str(workdir)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summaries = sorted(workdir.glob("runs/*/summary.json"))
+    assert len(summaries) == 1
+    return workdir, proc.stdout, json.loads(summaries[0].read_text())
+
+
+def test_progress_lines_and_summary(first_run):
+    _, stdout, summary = first_run
+    for component in ("MovieLensExampleGen", "ImportSchemaGen", "Transform", "Trainer",
+                      "MovieRecEvaluator", "MovieRecPusher"):
+        assert any(line.strip().startswith(component) and "done in" in line
+                   for line in stdout.splitlines()), (component, stdout)
+    assert f"Run summary: " in stdout and "Top 10 for user 42" in stdout
+    assert set(summary["seconds_per_component"]) >= {"Transform", "Trainer"}
+    assert summary["blessed"] is True
+    evaluation = summary["evaluation"]
+    assert evaluation["num_train"] + evaluation["num_eval"] == 100_000
+    assert evaluation["num_catalogue"] == 1682
+    model, pop = evaluation["model"], evaluation["baselines"]["popularity"]
+    # Measured here: model recall@10 ~0.14 vs popularity ~0.088; RMSE ~0.92 vs bias ~0.94.
+    assert model["recall@10"] >= 1.1 * pop["recall@10"]
+    assert 0.07 < pop["recall@10"] < 0.11
+    assert model["rmse"] <= evaluation["baselines"]["bias"]["rmse"]
+    assert model["top_k_accuracy_incl_seen@100"] > 0.234  # the tutorial model's figure
+    assert summary["push"]["retrieval"]["version"] == 1
+    assert summary["push"]["ranking"]["version"] == 1
+
+
+def test_pushed_layout(first_run):
+    workdir, _, summary = first_run
+    serving = workdir / "serving"
+    for name in ("retrieval", "ranking"):
+        assert push.list_versions(serving / name) == [1]
+        assert (serving / name / "1" / "saved_model.pb").is_file()
+    config = push.read_models_config(serving / "models.config")
+    assert config == {n: str(serving / n) for n in ("retrieval", "ranking")}
+
+
+_FRESH_LOAD = """
+import json, sys
+import trainer
+import tensorflow as tf
+from serving import index
+serving = sys.argv[1]
+retrieval = index.load_saved_model(serving + "/retrieval/1")
+out = retrieval.signatures["serving_default"](user_id=tf.constant(["42", "no-such-user"]))
+ranking = tf.saved_model.load(serving + "/ranking/1")
+rating = ranking.signatures["serving_default"](
+    user_id=tf.constant(["42", "42", "1"]), movie_id=tf.constant(["1", "50", "100"]))
+print(json.dumps({
+    "ids": [[m.decode() for m in row] for row in out["movie_ids"].numpy()],
+    "titles": [t.decode() for t in out["titles"].numpy()[0]],
+    "scores": out["scores"].numpy()[0].tolist(),
+    "known": out["known_user"].numpy().tolist(),
+    "ratings": rating["rating"].numpy().tolist(),
+}))
+"""
+
+
+def test_fresh_process_loads_both_models(first_run):
+    workdir, _, _ = first_run
+    proc = subprocess.run(
+        [sys.executable, "-c", _FRESH_LOAD, str(workdir / "serving")],
+        env=ENV, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    top = out["ids"][0][:10]
+    assert len(set(top)) == 10
+    assert all(1 <= int(m) <= 1682 for m in top)
+    assert out["scores"] == sorted(out["scores"], reverse=True)
+    assert all(t for t in out["titles"][:10])
+    assert out["known"] == [True, False]
+    assert all(1.0 <= r <= 5.5 for r in out["ratings"]), out["ratings"]
+
+
+def test_recommend_cli_json(first_run):
+    workdir, _, _ = first_run
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "recommend", "--user", "42", "--k", "5", "--json"],
+        env={**ENV, "MOVIEREC_WORKDIR": str(workdir)}, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    payload = json.loads(proc.stdout)
+    assert payload["known_user"] is True
+    assert payload["model_versions"] == {"retrieval": 1, "ranking": 1}
+    recs = payload["recommendations"]
+    assert len(recs) == 5 and len({r["movie_id"] for r in recs}) == 5
+    assert all(r["title"] and 0.5 <= r["predicted_rating"] <= 5.5 for r in recs)
+    bad = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "recommend", "--user", "42", "--k", "0"],
+        env={**ENV, "MOVIEREC_WORKDIR": str(workdir)}, capture_output=True, text=True, timeout=300,
+    )
+    assert bad.returncode == 2 and "k must be between 1 and 100" in bad.stderr
+
+
+def test_unblessed_model_is_not_pushed(first_run, tmp_path):
+    workdir, _, summary = first_run
+    config = local_runner.config_from_dict(summary["config"])
+    # An impossible bar: recall@10 ten times popularity's.
+    config = dataclasses.replace(
+        config,
+        pipeline_root=str(tmp_path / "root"),
+        thresholds=(Threshold("recall@10", "min", 10.0, "popularity"),),
+        trainer=dataclasses.replace(config.trainer, epochs=1),
+    )
+    before = (workdir / "serving" / "models.config").read_bytes()
+    results = local_runner.run(config, str(tmp_path / "metadata.sqlite"))
+    assert results["evaluation"]["blessed"] is False
+    assert results["evaluation"]["reasons"][0].startswith("FAIL: recall@10 ")
+    assert results["push"] == {"pushed": False, "reason": "model not blessed"}
+    for name in ("retrieval", "ranking"):
+        assert push.list_versions(workdir / "serving" / name) == [1]
+    assert (workdir / "serving" / "models.config").read_bytes() == before
