@@ -1,27 +1,62 @@
 """Baselines the Evaluator scores beside the model, on the same split and metric code.
 
-Popularity ranks every movie by its train count; the user+item bias model predicts
-``mean + b_user + b_movie`` fitted by regularised alternating least squares. Both are plain
-numpy so the Evaluator and the tests share them.
+* popularity: every user gets movies ranked by train count;
+* EASE (Steck, 2019): an item-item linear model with a closed form,
+  ``B = I - P diagMat(1 / diag(P))`` with ``P = (X^T X + lambda I)^-1``;
+* user+item bias: ``mean + b_user + b_movie`` by regularised alternating least squares, the
+  rating baseline.
+
+Plain numpy/scipy, shared by the Evaluator and the tests.
 """
 
 import numpy as np
+import scipy.sparse as sp
+
+from components.metrics import ScoreFn
+
+EASE_LAMBDA = 300.0
+# EASE inverts a movies x movies matrix: above this many movies it is fitted on the most
+# rated ones only (float32, 10k x 10k = 400 MB) and the rest are never recommended.
+EASE_MAX_MOVIES = 10_000
 
 
-def popularity_embeddings(train_movies: np.ndarray, num_users: int, num_movies: int):
-    """Popularity as a factorised model: score(user, movie) = train count of the movie.
+def popularity_scores(train_counts: np.ndarray) -> ScoreFn:
+    """Scores every user's candidates by ``[num_movies]`` train counts."""
+    counts = np.asarray(train_counts, np.float32)
+    return lambda rows: np.broadcast_to(counts, (len(rows), len(counts)))
 
-    Args:
-      train_movies: ``[n]`` int movie rows of the train pairs.
-      num_users: number of user rows.
-      num_movies: number of catalogue movies.
+
+def fit_ease(
+    seen: sp.csr_matrix, lam: float = EASE_LAMBDA, max_movies: int = EASE_MAX_MOVIES
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fits EASE on the binary ``[num_users, num_movies]`` train matrix.
 
     Returns:
-      ``([num_users, 1], [num_movies, 1])`` float32 user and movie "embeddings", ready for
-      ``metrics.top_k_metrics``.
+      ``(movies [m] int rows the model covers, B [m, m] float32 item-item weights)``.
     """
-    counts = np.bincount(train_movies, minlength=num_movies).astype(np.float32)
-    return np.ones((num_users, 1), np.float32), counts[:, None]
+    counts = np.asarray(seen.sum(axis=0)).ravel()
+    movies = np.sort(np.argsort(-counts, kind="stable")[:max_movies])
+    x = seen[:, movies].astype(np.float32)
+    gram = (x.T @ x).toarray()
+    gram[np.diag_indices_from(gram)] += lam
+    p = np.linalg.inv(gram)
+    b = -p / np.diag(p)
+    b[np.diag_indices_from(b)] = 0.0
+    return movies, b.astype(np.float32)
+
+
+def ease_scores(seen: sp.csr_matrix, ease: tuple[np.ndarray, np.ndarray]) -> ScoreFn:
+    """Scores ``X[rows] @ B``; movies outside the fitted set get -inf."""
+    movies, b = ease
+    x = seen[:, movies].astype(np.float32).tocsr()
+    num_movies = seen.shape[1]
+
+    def score(rows):
+        out = np.full((len(rows), num_movies), -np.inf, np.float32)
+        out[:, movies] = x[rows] @ b
+        return out
+
+    return score
 
 
 def fit_biases(

@@ -14,7 +14,9 @@ from trainer import features
 class RetrievalModule(tf.Module):
     """Wraps the trained model's user tower with a top-k index and a movie title table."""
 
-    def __init__(self, trained, topk: tf.keras.layers.Layer, ids: np.ndarray, titles: np.ndarray, k: int):
+    def __init__(
+        self, trained, topk: tf.keras.layers.Layer, ids: np.ndarray, titles: np.ndarray, k: int
+    ):
         super().__init__()
         self.trained = trained
         self.index = topk
@@ -51,7 +53,9 @@ def movie_embeddings(trained, movie_ids: np.ndarray, batch: int = 8192) -> np.nd
     """``[n]`` str movie ids -> ``[n, dim]`` float32 embeddings from the trained model."""
     fn = trained.signatures[features.SIG_MOVIE_EMBEDDING]
     parts = [
-        fn(**{features.MOVIE_ID: tf.constant(list(movie_ids[lo : lo + batch]))})["embedding"].numpy()
+        fn(**{features.MOVIE_ID: tf.constant(list(movie_ids[lo : lo + batch]))})[
+            "embedding"
+        ].numpy()
         for lo in range(0, len(movie_ids), batch)
     ]
     return np.concatenate(parts)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import baselines, metrics
+from components import baselines, evaluation_data, metrics
 from components.evaluator import Threshold, check_thresholds, evaluate, parse_thresholds
 from trainer import data, export, features
 from trainer.config import TrainerConfig
@@ -50,16 +50,7 @@ def test_threshold_errors_name_the_problem():
     ]
 
 
-def test_evaluate_matches_an_independent_computation(tmp_path):
-    rng = np.random.default_rng(3)
-    num_users, num_movies = 25, 20
-    # Movie "m19" is in the catalogue but never rated: it must still be a candidate.
-    users = rng.integers(0, num_users, 800)
-    movies = (users % 4) + 4 * rng.integers(0, 4, 800)
-    pairs = sorted(set(zip(users.tolist(), movies.tolist(), strict=True)))
-    rng.shuffle(pairs)
-    ratings = rng.choice([1.0, 3.0, 5.0], len(pairs)).astype(np.float32)
-    cut = int(0.8 * len(pairs))
+def _trained_model(tmp_path, pairs, ratings, cut, num_users, num_movies, **config):
     vocab = data.Vocabularies(
         users=[f"u{i}" for i in range(num_users)], movies=[f"m{i}" for i in range(num_movies)]
     )
@@ -68,53 +59,125 @@ def test_evaluate_matches_an_independent_computation(tmp_path):
         features.MOVIE_IDX: np.array([m for _, m in pairs[:cut]], np.int64),
         features.RATING: ratings[:cut],
     }
-    model, _ = train(cols, vocab, TrainerConfig(embedding_dim=4, epochs=3, batch_size=64))
-    export.export_serving_model(model, vocab, str(tmp_path / "model"))
+    cfg = TrainerConfig(**{"embedding_dim": 4, "epochs": 20, "batch_size": 64, **config})
+    model, _ = train(cols, vocab, cfg)
+    path = str(tmp_path / f"model-{abs(hash(cfg))}")
+    export.export_serving_model(model, vocab, path)
+    return model, path
 
-    def raw(part, r):
-        return {
-            features.USER_ID: np.array([f"u{u}" for u, _ in part], dtype=object),
-            features.MOVIE_ID: np.array([f"m{m}" for _, m in part], dtype=object),
-            features.RATING: r,
-        }
 
+def _raw(part, r, genders=False):
+    cols = {
+        features.USER_ID: np.array([f"u{u}" for u, _ in part], dtype=object),
+        features.MOVIE_ID: np.array([f"m{m}" for _, m in part], dtype=object),
+        features.RATING: r,
+    }
+    if genders:
+        cols[features.USER_AGE] = np.array([20 + u for u, _ in part])
+        cols[features.USER_GENDER] = np.array(["F" if u % 2 else "M" for u, _ in part], dtype=object)
+    return cols
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """25 users x 20 movies with group structure; movie m19 is in the catalogue only."""
+    rng = np.random.default_rng(3)
+    num_users, num_movies = 25, 20
+    users = rng.integers(0, num_users, 800)
+    movies = (users % 4) + 4 * rng.integers(0, 4, 800)
+    pairs = sorted(set(zip(users.tolist(), movies.tolist(), strict=True)))
+    rng.shuffle(pairs)
+    ratings = rng.choice([1.0, 3.0, 5.0], len(pairs)).astype(np.float32)
+    cut = int(0.8 * len(pairs))
+    tmp = tmp_path_factory.mktemp("eval")
+    model, path = _trained_model(tmp, pairs, ratings, cut, num_users, num_movies)
     catalogue = np.array([f"m{i}" for i in range(num_movies)], dtype=object)
-    result = evaluate(
-        str(tmp_path / "model"),
-        raw(pairs[:cut], ratings[:cut]),
-        raw(pairs[cut:], ratings[cut:]),
-        catalogue,
-        [Threshold("recall@10", "min", 0.0)],
-        ks=(1, 10),
+    ev = evaluation_data.EvaluationData.from_columns(
+        _raw(pairs[:cut], ratings[:cut]), _raw(pairs[cut:], ratings[cut:], genders=True), catalogue
     )
+    return dict(pairs=pairs, ratings=ratings, cut=cut, model=model, path=path, data=ev, tmp=tmp,
+                num_users=num_users, num_movies=num_movies)
+
+
+def test_evaluate_matches_an_independent_computation(synthetic):
+    s = synthetic
+    pairs, cut, model, ev = s["pairs"], s["cut"], s["model"], s["data"]
+    result = evaluate(s["path"], ev, [Threshold("recall@10", "min", 0.0)])
     # Independent path: the Keras towers directly, rows in the evaluator's order (sorted ids).
-    user_ids = sorted({f"u{u}" for u, _ in pairs})
-    user_idx = [int(u[1:]) for u in user_ids]
-    row = {u: i for i, u in enumerate(user_ids)}
+    user_idx = [int(u[1:]) for u in ev.user_ids]
     ue = model.user_tower(tf.constant(user_idx)).numpy()
-    me = model.movie_tower(tf.range(num_movies)).numpy()
-    tr_u = np.array([row[f"u{u}"] for u, _ in pairs[:cut]])
-    tr_m = np.array([m for _, m in pairs[:cut]])
-    ev_u = np.array([row[f"u{u}"] for u, _ in pairs[cut:]])
-    ev_m = np.array([m for _, m in pairs[cut:]])
-    seen = metrics.seen_matrix(tr_u, tr_m, len(user_ids), num_movies)
-    expected = metrics.top_k_metrics(ue, me, ev_u, ev_m, seen, ks=(1, 10))
+    me = model.movie_tower(tf.range(s["num_movies"])).numpy()
+    ranks = metrics.rank_eval_pairs(
+        metrics.factorized_scores(ue, me), ev.eval_users, ev.eval_movies, ev.seen, s["num_movies"]
+    )
+    expected = metrics.ranking_metrics(ranks, ev.eval_users, ev.train_counts)
     for key, value in expected.items():
         assert result["model"][key] == pytest.approx(value, abs=1e-9), key
     pred = model.predict_rating(
         tf.constant([u for u, _ in pairs[cut:]]), tf.constant([m for _, m in pairs[cut:]])
     ).numpy()
-    assert result["model"]["rmse"] == pytest.approx(
-        float(np.sqrt(np.mean((pred - ratings[cut:]) ** 2))), rel=1e-5
+    err = pred - s["ratings"][cut:]
+    assert result["model"]["rmse"] == pytest.approx(float(np.sqrt(np.mean(err**2))), rel=1e-5)
+    pop = metrics.rank_eval_pairs(
+        baselines.popularity_scores(ev.train_counts), ev.eval_users, ev.eval_movies, ev.seen,
+        s["num_movies"],
     )
-    pop_u, pop_m = baselines.popularity_embeddings(tr_m, len(user_ids), num_movies)
-    pop = metrics.top_k_metrics(pop_u, pop_m, ev_u, ev_m, seen, ks=(1, 10))
-    assert result["baselines"]["popularity"]["recall@10"] == pytest.approx(pop["recall@10"])
+    pop_recall = float(np.mean(pop.rank_excl < 10))
+    assert result["baselines"]["popularity"]["recall@10"] == pytest.approx(pop_recall)
     assert result["ratios"]["popularity/recall@10"] == pytest.approx(
-        result["model"]["recall@10"] / pop["recall@10"]
+        result["model"]["recall@10"] / pop_recall
     )
-    assert result["blessed"] is True
-    assert result["num_catalogue"] == num_movies
+    assert set(result["baselines"]) == {"popularity", "ease", "bias"}
+    assert result["curves"]["ks"] == [1, 5, 10, 20, 50, 100]
+    assert result["curves"]["recall"]["model"][2] == pytest.approx(result["model"]["recall@10"])
+    assert result["blessed"] is True and result["previous_model"] is None
+    assert result["num_catalogue"] == s["num_movies"]
+    # Slices partition the eval pairs and their recall averages back to the total.
+    for family, slices in result["slices"].items():
+        counts = [v["count"] for v in slices.values()]
+        assert sum(counts) == result["num_eval"], family
+        total = sum(v["count"] * v["model"]["recall@10"] for v in slices.values())
+        assert total / result["num_eval"] == pytest.approx(result["model"]["recall@10"]), family
+    assert set(result["slices"]["gender"]) == {"F", "M"}
+    assert set(result["slices"]["age"]) == {"18-24", "25-34", "35-44"}
+
+
+def test_regression_against_the_previous_model_blocks_the_blessing(synthetic):
+    s = synthetic
+    # A model never trained for retrieval, judged against the joint one as "previous blessed".
+    _, weak = _trained_model(s["tmp"], s["pairs"], s["ratings"], s["cut"], s["num_users"],
+                             s["num_movies"], epochs=1, retrieval_weight=0.0, seed=7)
+    thresholds = [Threshold("recall@10", "min", 0.0), Threshold("rmse", "max", 10.0)]
+    result = evaluate(weak, s["data"], thresholds, previous_model_dir=s["path"],
+                      max_relative_regression=0.0)
+    prev = result["previous_model"]["metrics"]
+    assert result["model"]["recall@10"] < prev["recall@10"]
+    assert result["blessed"] is False
+    assert (
+        f"FAIL: recall@10 {result['model']['recall@10']:.4f} >= previous blessed model "
+        f"{prev['recall@10']:.4f} x (1 - 0) = {prev['recall@10']:.4f}"
+    ) in result["reasons"]
+    # The same model against itself passes the change thresholds.
+    same = evaluate(s["path"], s["data"], thresholds, previous_model_dir=s["path"])
+    assert same["blessed"] is True
+
+
+def test_ease_baseline_matches_its_closed_form():
+    # X = [[1,1,0],[0,1,1]], lambda = 1: G = X^T X + I; B = I - P / diag(P), diag(B) = 0.
+    x = np.array([[1, 1, 0], [0, 1, 1]], np.float32)
+    seen = metrics.seen_matrix(*np.nonzero(x), 2, 3)
+    movies, b = baselines.fit_ease(seen, lam=1.0)
+    p = np.linalg.inv(x.T @ x + np.eye(3))
+    expected = -p / np.diag(p)
+    np.fill_diagonal(expected, 0.0)
+    assert movies.tolist() == [0, 1, 2]
+    np.testing.assert_allclose(b, expected, rtol=1e-5)
+    scores = baselines.ease_scores(seen, (movies, b))(np.array([0]))
+    np.testing.assert_allclose(scores, x[:1] @ expected, rtol=1e-5)
+    # Restricted to the 2 most rated movies (1, then 0 by id), movie 2 is never recommended.
+    movies, _ = baselines.fit_ease(seen, lam=1.0, max_movies=2)
+    assert movies.tolist() == [0, 1]
+    assert baselines.ease_scores(seen, baselines.fit_ease(seen, 1.0, 2))(np.array([1]))[0, 2] == -np.inf
 
 
 def test_bias_baseline_recovers_planted_biases():
