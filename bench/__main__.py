@@ -17,10 +17,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import numpy as np
 import tensorflow as tf
 
+import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from bench.tutorial import train_tutorial
 from components import data_home, metrics, movielens
 from trainer import data, features
@@ -34,7 +34,10 @@ def load_ml100k(seed: int = 42, eval_fraction: float = 0.2):
     ratings = list(movielens.iter_ratings(data_dir / "u.data"))
     ratings = [r for r in ratings if not isinstance(r, movielens.Reject)]
     is_eval = np.array(
-        [movielens.split_of(r.user_id, r.movie_id, seed, eval_fraction) == features.EVAL_SPLIT for r in ratings]
+        [
+            movielens.split_of(r.user_id, r.movie_id, seed, eval_fraction) == features.EVAL_SPLIT
+            for r in ratings
+        ]
     )
     train_rows = [r for r, e in zip(ratings, is_eval, strict=True) if not e]
     eval_rows = [r for r, e in zip(ratings, is_eval, strict=True) if e]
@@ -60,8 +63,12 @@ def _quality(user_tower, movie_tower, predict, train_cols, eval_cols, num_users,
     seen = metrics.seen_matrix(
         train_cols[features.USER_IDX], train_cols[features.MOVIE_IDX], num_users + 1, num_movies + 1
     )
-    top = metrics.top_k_metrics(ue, me, eval_cols[features.USER_IDX], eval_cols[features.MOVIE_IDX], seen, ks=(10, 100))
-    pred = predict(tf.constant(eval_cols[features.USER_IDX]), tf.constant(eval_cols[features.MOVIE_IDX])).numpy()
+    top = metrics.top_k_metrics(
+        ue, me, eval_cols[features.USER_IDX], eval_cols[features.MOVIE_IDX], seen, ks=(10, 100)
+    )
+    pred = predict(
+        tf.constant(eval_cols[features.USER_IDX]), tf.constant(eval_cols[features.MOVIE_IDX])
+    ).numpy()
     top.update(metrics.rating_metrics(pred, eval_cols[features.RATING]))
     return top
 
@@ -75,21 +82,30 @@ def bench_trainer(repeats: int) -> None:
         start = time.perf_counter()
         tut = train_tutorial(train_cols, nu, nm, epochs=3, seed=42 + r)
         secs = time.perf_counter() - start
-        q = _quality(tut.user_model, tut.movie_model, tut.predict_rating, train_cols, eval_cols, nu, nm)
+        q = _quality(
+            tut.user_model, tut.movie_model, tut.predict_rating, train_cols, eval_cols, nu, nm
+        )
         rows["tutorial"].append({"eps": n * 3 / secs, "seconds": secs, **q})
         start = time.perf_counter()
         model, _ = train(train_cols, vocab, dataclasses.replace(config, seed=42 + r))
         secs = time.perf_counter() - start
-        q = _quality(model.user_tower, model.movie_tower, model.predict_rating, train_cols, eval_cols, nu, nm)
+        q = _quality(
+            model.user_tower, model.movie_tower, model.predict_rating, train_cols, eval_cols, nu, nm
+        )
         rows["movierec"].append({"eps": n * config.epochs / secs, "seconds": secs, **q})
     print(f"\nTrainer on MovieLens 100k ({n} train ratings), medians of {repeats} runs:")
-    print(f"  {'model':<10}{'examples/s':>12}{'seconds':>9}{'RMSE':>8}{'top100 incl':>13}{'recall@10':>11}{'recall@100':>12}")
+    print(
+        f"  {'model':<10}{'examples/s':>12}{'seconds':>9}{'RMSE':>8}"
+        f"{'top100 incl':>13}{'recall@10':>11}{'recall@100':>12}"
+    )
     med = {}
     for name, runs in rows.items():
         med[name] = {k: statistics.median(x[k] for x in runs) for k in runs[0]}
         m = med[name]
-        print(f"  {name:<10}{m['eps']:>12.0f}{m['seconds']:>9.1f}{m['rmse']:>8.3f}"
-              f"{m['top_k_accuracy_incl_seen@100']:>13.3f}{m['recall@10']:>11.3f}{m['recall@100']:>12.3f}")
+        print(
+            f"  {name:<10}{m['eps']:>12.0f}{m['seconds']:>9.1f}{m['rmse']:>8.3f}"
+            f"{m['top_k_accuracy_incl_seen@100']:>13.3f}{m['recall@10']:>11.3f}{m['recall@100']:>12.3f}"
+        )
     ratio = med["movierec"]["eps"] / med["tutorial"]["eps"]
     print(f"  throughput ratio movierec/tutorial: {ratio:.1f}x (target >= 5x)")
     print(f"  config: {json.dumps(config.to_dict())}")

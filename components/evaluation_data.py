@@ -18,8 +18,15 @@ EVAL_KEYS = RATING_KEYS + (features.USER_AGE, features.USER_GENDER)
 
 # Slice buckets as (exclusive upper bound, label), in display order; None: no bound.
 HISTORY_BUCKETS = ((21, "<=20"), (101, "21-100"), (None, ">100"))
-AGE_BUCKETS = ((1, "unknown"), (18, "<18"), (25, "18-24"), (35, "25-34"), (45, "35-44"),
-               (55, "45-54"), (None, "55+"))
+AGE_BUCKETS = (
+    (1, "unknown"),
+    (18, "<18"),
+    (25, "18-24"),
+    (35, "25-34"),
+    (45, "35-44"),
+    (55, "45-54"),
+    (None, "55+"),
+)
 _ORDER = {
     "user_history": [label for _, label in HISTORY_BUCKETS],
     "age": [label for _, label in AGE_BUCKETS],
@@ -47,7 +54,9 @@ def _rows(ids: np.ndarray, row_of: dict, what: str) -> np.ndarray:
     try:
         return np.fromiter((row_of[i] for i in ids), dtype=np.int64, count=len(ids))
     except KeyError as e:
-        raise ValueError(f"a rating names {what} id {e.args[0]!r}, which is not in the catalogue") from e
+        raise ValueError(
+            f"a rating names {what} id {e.args[0]!r}, which is not in the catalogue"
+        ) from e
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,8 +1,10 @@
-"""Evaluator component: full-catalogue top-K and rating metrics, baselines, blessing.
+"""Evaluator component: full-catalogue metrics, baselines, slices, blessing, HTML report.
 
-The pipeline wires ``MovieRecEvaluator`` after the Trainer. Its executor unpacks artifacts
-and calls :func:`evaluate`, a plain function the tests call directly. The model is measured
-through its exported signatures, so the numbers describe what is served.
+The pipeline wires ``MovieRecEvaluator`` after the Trainer (and, when one exists, the latest
+blessed model from ML-Metadata through a Resolver). Its executor unpacks artifacts and calls
+:func:`evaluate`, a plain function the tests call directly. Models are measured through their
+exported signatures, so the numbers describe what is served; baselines go through the same
+ranking code on the same split.
 """
 
 import dataclasses
@@ -14,17 +16,22 @@ import numpy as np
 import tensorflow as tf
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
-from tfx.types.standard_artifacts import Examples, Model, ModelBlessing, ModelEvaluation
+from tfx.types.standard_artifacts import Examples, Model, ModelBlessing, ModelEvaluation, ModelRun
 from tfx.utils import path_utils
 
-from components import baselines, examples_io, metrics
+from components import baselines, evaluation_data, examples_io, metrics
 from trainer import features
 
 METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.html"
 BLESSED_FILE = "BLESSED"
 NOT_BLESSED_FILE = "NOT_BLESSED"
-BLESSED_PROPERTY = "blessed"  # the TFX Evaluator's property name, read by pushers
-_EMBED_BATCH = 8192
+# Property names of the stock TFX Evaluator, read by LatestBlessedModelStrategy.
+BLESSED_PROPERTY = "blessed"
+CURRENT_MODEL_ID_PROPERTY = "current_model_id"
+CURRENT_MODEL_PROPERTY = "current_model"
+TRAINING_SUMMARY = "training.json"  # written by trainer.run into the model run directory
+_BATCH = 8192
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +45,7 @@ class Threshold:
       metric: a key of the model metrics, e.g. ``"recall@10"`` or ``"rmse"``.
       direction: ``"min"`` (metric must be >= bound) or ``"max"`` (<= bound).
       value: the bound, or the ratio to the baseline's metric.
-      baseline: None, or a baseline name (``"popularity"``, ``"bias"``).
+      baseline: None, or a baseline name (``"popularity"``, ``"ease"``, ``"bias"``).
     """
 
     metric: str
@@ -68,6 +75,10 @@ def parse_thresholds(text: str) -> list[Threshold]:
         raise ValueError(f"evaluator thresholds are malformed ({e}): {text!r}") from e
 
 
+def _verdict(ok: bool) -> str:
+    return "pass" if ok else "FAIL"
+
+
 def check_thresholds(
     model_metrics: dict[str, float],
     baseline_metrics: dict[str, dict[str, float]],
@@ -77,110 +88,225 @@ def check_thresholds(
     blessed, reasons = True, []
     for t in thresholds:
         if t.metric not in model_metrics:
-            raise ValueError(f"threshold on unknown metric {t.metric!r}; known: {sorted(model_metrics)}")
+            known = sorted(model_metrics)
+            raise ValueError(f"threshold on unknown metric {t.metric!r}; known: {known}")
         value = model_metrics[t.metric]
         bound, against = t.value, f"{t.value:.4f}"
         if t.baseline is not None:
             base = baseline_metrics.get(t.baseline, {}).get(t.metric)
             if base is None:
-                raise ValueError(f"threshold on {t.metric}: baseline {t.baseline!r} has no such metric")
+                raise ValueError(
+                    f"threshold on {t.metric}: baseline {t.baseline!r} has no such metric"
+                )
             bound = t.value * base
             against = f"{t.value:g} x {t.baseline} {base:.4f} = {bound:.4f}"
         ok = value >= bound if t.direction == "min" else value <= bound
         op = ">=" if t.direction == "min" else "<="
-        verdict = "pass" if ok else "FAIL"
-        reasons.append(f"{verdict}: {t.metric} {value:.4f} {op} {against}")
+        reasons.append(f"{_verdict(ok)}: {t.metric} {value:.4f} {op} {against}")
         blessed &= ok
     return blessed, reasons
 
 
-def _call_batched(fn, key: str, ids: np.ndarray, output: str) -> np.ndarray:
-    out = []
-    for lo in range(0, len(ids), _EMBED_BATCH):
-        out.append(fn(**{key: tf.constant(list(ids[lo : lo + _EMBED_BATCH]))})[output].numpy())
-    return np.concatenate(out) if out else np.zeros((0,))
+def check_regression(
+    model_metrics: dict[str, float],
+    previous_metrics: dict[str, float],
+    thresholds: Sequence[Threshold],
+    tolerance: float,
+) -> tuple[bool, list[str]]:
+    """Change thresholds: no thresholded metric may be worse than the previous blessed model's
+    by more than ``tolerance`` (relative)."""
+    ok_all, reasons = True, []
+    for metric, direction in dict((t.metric, t.direction) for t in thresholds).items():
+        value, prev = model_metrics[metric], previous_metrics[metric]
+        if direction == "min":
+            bound = prev * (1.0 - tolerance)
+            ok, op = value >= bound, ">="
+        else:
+            bound = prev * (1.0 + tolerance)
+            ok, op = value <= bound, "<="
+        sign = "-" if direction == "min" else "+"
+        reasons.append(
+            f"{_verdict(ok)}: {metric} {value:.4f} {op} previous blessed model {prev:.4f} x "
+            f"(1 {sign} {tolerance:g}) = {bound:.4f}"
+        )
+        ok_all &= ok
+    return ok_all, reasons
 
 
-def _rows(ids: np.ndarray, row_of: dict[str, int], what: str) -> np.ndarray:
-    missing = sorted({i for i in ids if i not in row_of})
-    if missing:
-        raise ValueError(f"{len(missing)} {what} ids of the ratings are not in the catalogue, e.g. {missing[:5]}")
-    return np.array([row_of[i] for i in ids], dtype=np.int64)
+def _batched(fn, output: str, **columns: np.ndarray) -> np.ndarray:
+    n = len(next(iter(columns.values())))
+    parts = [
+        fn(**{k: tf.constant(list(v[lo : lo + _BATCH])) for k, v in columns.items()})[
+            output
+        ].numpy()
+        for lo in range(0, n, _BATCH)
+    ]
+    return np.concatenate(parts)
+
+
+def score_saved_model(model_dir: str, data: evaluation_data.EvaluationData):
+    """The exported model's metrics inputs: ranks of the eval pairs, per-row predictions.
+
+    Returns:
+      ``(Ranks, [n_eval] predicted ratings)``.
+    """
+    loaded = tf.saved_model.load(model_dir)
+    user_emb = _batched(
+        loaded.signatures[features.SIG_USER_EMBEDDING], "embedding", user_id=data.user_ids
+    )
+    movie_emb = _batched(
+        loaded.signatures[features.SIG_MOVIE_EMBEDDING], "embedding", movie_id=data.movie_ids
+    )
+    ranks = metrics.rank_eval_pairs(
+        metrics.factorized_scores(user_emb, movie_emb),
+        data.eval_users,
+        data.eval_movies,
+        data.seen,
+        len(data.movie_ids),
+    )
+    predicted = _batched(
+        loaded.signatures[features.SIG_RATING],
+        "rating",
+        user_id=data.user_ids[data.eval_users],
+        movie_id=data.movie_ids[data.eval_movies],
+    )
+    return ranks, predicted
+
+
+def _scorer_metrics(ranks, data, predicted=None) -> dict[str, float]:
+    result = metrics.ranking_metrics(ranks, data.eval_users, data.train_counts)
+    if predicted is not None:
+        result.update(metrics.rating_metrics(predicted, data.eval_ratings))
+    return result
+
+
+def slice_metrics(
+    data: evaluation_data.EvaluationData,
+    hits: dict[str, np.ndarray],
+    squared_errors: dict[str, np.ndarray],
+) -> dict:
+    """Recall@10 and RMSE per slice of the eval pairs.
+
+    Args:
+      data: the evaluation data (slice labels per eval pair).
+      hits: scorer -> ``[n]`` bool, held-out pair in the seen-excluded top 10.
+      squared_errors: scorer -> ``[n]`` squared rating errors.
+
+    Returns:
+      ``{family: {slice: {"count": n, scorer: {"recall@10"|"rmse": value}}}}``.
+    """
+    out = {}
+    for family, labels in data.slice_labels().items():
+        out[family] = {}
+        for label in evaluation_data.ordered_labels(family, labels):
+            mask = labels == label
+            entry = {"count": int(mask.sum())}
+            for scorer, hit in hits.items():
+                entry.setdefault(scorer, {})["recall@10"] = float(hit[mask].mean())
+            for scorer, err in squared_errors.items():
+                entry.setdefault(scorer, {})["rmse"] = float(np.sqrt(err[mask].mean()))
+            out[family][label] = entry
+    return out
 
 
 def evaluate(
     model_dir: str,
-    train: dict[str, np.ndarray],
-    eval_: dict[str, np.ndarray],
-    catalogue_ids: np.ndarray,
+    data: evaluation_data.EvaluationData,
     thresholds: Sequence[Threshold],
-    ks: Sequence[int] = metrics.DEFAULT_KS,
+    previous_model_dir: str | None = None,
+    max_relative_regression: float = 0.01,
 ) -> dict:
-    """Scores the exported model and the baselines on the eval split; decides the blessing.
+    """Scores the exported model, the baselines and the previous blessed model; blesses.
 
     Args:
       model_dir: the trained SavedModel (signatures from ``trainer.export``).
-      train: ``user_id``, ``movie_id`` (``[n]`` str) and ``rating`` of the train split.
-      eval_: the same columns of the eval split.
-      catalogue_ids: ``[num_movies]`` str ids of every movie (the candidates).
-      thresholds: blessing conditions.
-      ks: top-K cut-offs.
+      data: train/eval/catalogue columns mapped to rows.
+      thresholds: absolute blessing conditions.
+      previous_model_dir: the latest blessed model's SavedModel, if any; the new model must
+        not regress on the thresholded metrics by more than ``max_relative_regression``.
+      max_relative_regression: tolerated relative regression against the previous model.
 
     Returns:
-      A JSON-friendly dict: ``model``, ``baselines`` (name -> metrics), ``ratios`` (metric
-      -> model / baseline), ``blessed`` and ``reasons``.
+      A JSON-friendly dict (the ``metrics.json`` the report and ``movierec run`` read).
     """
-    loaded = tf.saved_model.load(model_dir)
-    movie_row = {m: i for i, m in enumerate(catalogue_ids)}
-    users = np.array(sorted(set(train[features.USER_ID]) | set(eval_[features.USER_ID])), dtype=object)
-    user_row = {u: i for i, u in enumerate(users)}
-    tr_u = _rows(train[features.USER_ID], user_row, "user")
-    tr_m = _rows(train[features.MOVIE_ID], movie_row, "movie")
-    ev_u = _rows(eval_[features.USER_ID], user_row, "user")
-    ev_m = _rows(eval_[features.MOVIE_ID], movie_row, "movie")
-    seen = metrics.seen_matrix(tr_u, tr_m, len(users), len(catalogue_ids))
-
-    user_emb = _call_batched(loaded.signatures[features.SIG_USER_EMBEDDING], features.USER_ID, users, "embedding")
-    movie_emb = _call_batched(loaded.signatures[features.SIG_MOVIE_EMBEDDING], features.MOVIE_ID, catalogue_ids, "embedding")
-    rating_fn = loaded.signatures[features.SIG_RATING]
-    predicted = np.concatenate(
-        [
-            rating_fn(
-                user_id=tf.constant(list(eval_[features.USER_ID][lo : lo + _EMBED_BATCH])),
-                movie_id=tf.constant(list(eval_[features.MOVIE_ID][lo : lo + _EMBED_BATCH])),
-            )["rating"].numpy()
-            for lo in range(0, len(ev_u), _EMBED_BATCH)
-        ]
+    ranks, predicted = score_saved_model(model_dir, data)
+    seen = data.seen
+    num_movies = len(data.movie_ids)
+    pop_ranks = metrics.rank_eval_pairs(
+        baselines.popularity_scores(data.train_counts),
+        data.eval_users,
+        data.eval_movies,
+        seen,
+        num_movies,
     )
-    model_metrics = metrics.top_k_metrics(user_emb, movie_emb, ev_u, ev_m, seen, ks)
-    model_metrics.update(metrics.rating_metrics(predicted, eval_[features.RATING]))
-
-    pop_u, pop_m = baselines.popularity_embeddings(tr_m, len(users), len(catalogue_ids))
-    bias = baselines.fit_biases(tr_u, tr_m, train[features.RATING], len(users), len(catalogue_ids))
+    ease = baselines.fit_ease(seen)
+    ease_ranks = metrics.rank_eval_pairs(
+        baselines.ease_scores(seen, ease), data.eval_users, data.eval_movies, seen, num_movies
+    )
+    bias = baselines.fit_biases(
+        data.train_users, data.train_movies, data.train_ratings, len(data.user_ids), num_movies
+    )
+    bias_pred = baselines.predict_biases(bias, data.eval_users, data.eval_movies)
+    model_metrics = _scorer_metrics(ranks, data, predicted)
     baseline_metrics = {
-        "popularity": metrics.top_k_metrics(pop_u, pop_m, ev_u, ev_m, seen, ks),
-        "bias": metrics.rating_metrics(baselines.predict_biases(bias, ev_u, ev_m), eval_[features.RATING]),
+        "popularity": _scorer_metrics(pop_ranks, data),
+        "ease": _scorer_metrics(ease_ranks, data),
+        "bias": metrics.rating_metrics(bias_pred, data.eval_ratings),
     }
+    all_ranks = {"model": ranks, "popularity": pop_ranks, "ease": ease_ranks}
+    squared_errors = {
+        "model": (predicted - data.eval_ratings) ** 2,
+        "bias": (bias_pred - data.eval_ratings) ** 2,
+    }
+    blessed, reasons = check_thresholds(model_metrics, baseline_metrics, thresholds)
+    previous = None
+    if previous_model_dir is not None:
+        prev_ranks, prev_pred = score_saved_model(previous_model_dir, data)
+        previous = {
+            "uri": previous_model_dir,
+            "metrics": _scorer_metrics(prev_ranks, data, prev_pred),
+        }
+        all_ranks["previous_model"] = prev_ranks
+        squared_errors["previous_model"] = (prev_pred - data.eval_ratings) ** 2
+        ok, more = check_regression(
+            model_metrics, previous["metrics"], thresholds, max_relative_regression
+        )
+        blessed &= ok
+        reasons += more
     ratios = {
         f"{name}/{k}": model_metrics[k] / v
         for name, bm in baseline_metrics.items()
         for k, v in bm.items()
-        if k != "num_eval_pairs" and v
+        if k != "num_eval_pairs" and k in model_metrics and v
     }
-    blessed, reasons = check_thresholds(model_metrics, baseline_metrics, thresholds)
     return {
         "model": model_metrics,
         "baselines": baseline_metrics,
+        "previous_model": previous,
         "ratios": ratios,
-        "blessed": blessed,
+        "curves": {
+            "ks": list(metrics.CURVE_KS),
+            "recall": {n: metrics.recall_curve(r.rank_excl) for n, r in all_ranks.items()},
+        },
+        "slices": slice_metrics(
+            data, {n: r.rank_excl < 10 for n, r in all_ranks.items()}, squared_errors
+        ),
+        "blessed": bool(blessed),
         "reasons": reasons,
-        "num_train": int(len(tr_u)),
-        "num_eval": int(len(ev_u)),
-        "num_catalogue": int(len(catalogue_ids)),
+        "num_train": int(len(data.train_users)),
+        "num_eval": int(len(data.eval_users)),
+        "num_catalogue": int(num_movies),
     }
 
 
-_RATING_KEYS = (features.USER_ID, features.MOVIE_ID, features.RATING)
+def _read_training_history(model_run: ModelRun | None) -> dict | None:
+    if model_run is None:
+        return None
+    path = os.path.join(model_run.uri, TRAINING_SUMMARY)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f).get("history")
 
 
 @component
@@ -190,28 +316,49 @@ def MovieRecEvaluator(  # noqa: N802 (TFX component names are classes)
     model: InputArtifact[Model],
     evaluation: OutputArtifact[ModelEvaluation],
     blessing: OutputArtifact[ModelBlessing],
+    model_run: InputArtifact[ModelRun] = None,
+    baseline_model: InputArtifact[Model] = None,
     thresholds: Parameter[str] = "[]",
+    max_relative_regression: Parameter[float] = 0.01,
 ):
-    """Writes ``metrics.json`` to ``evaluation`` and BLESSED/NOT_BLESSED to ``blessing``."""
-    result = evaluate(
-        model_dir=path_utils.serving_model_path(model.uri),
-        train=examples_io.read_columns(examples.uri, features.TRAIN_SPLIT, _RATING_KEYS),
-        eval_=examples_io.read_columns(examples.uri, features.EVAL_SPLIT, _RATING_KEYS),
+    """Writes ``metrics.json`` and ``report.html`` to ``evaluation``, BLESSED/NOT_BLESSED
+    to ``blessing``."""
+    from components import report  # matplotlib only loads where a report is written
+
+    data = evaluation_data.EvaluationData.from_columns(
+        train=examples_io.read_columns(
+            examples.uri, features.TRAIN_SPLIT, evaluation_data.RATING_KEYS
+        ),
+        eval_=examples_io.read_columns(
+            examples.uri, features.EVAL_SPLIT, evaluation_data.EVAL_KEYS
+        ),
         catalogue_ids=examples_io.read_columns(
             catalogue.uri, features.CATALOGUE_SPLIT, (features.MOVIE_ID,)
         )[features.MOVIE_ID],
-        thresholds=parse_thresholds(thresholds),
     )
+    result = evaluate(
+        model_dir=path_utils.serving_model_path(model.uri),
+        data=data,
+        thresholds=parse_thresholds(thresholds),
+        previous_model_dir=(
+            path_utils.serving_model_path(baseline_model.uri) if baseline_model else None
+        ),
+        max_relative_regression=max_relative_regression,
+    )
+    split = examples.get_string_custom_property("split_config")
+    result["split"] = json.loads(split) if split else None
+    result["training_history"] = _read_training_history(model_run)
     tf.io.gfile.makedirs(evaluation.uri)
     with tf.io.gfile.GFile(os.path.join(evaluation.uri, METRICS_FILE), "w") as f:
         json.dump(result, f, indent=2)
+    report.write_report(result, os.path.join(evaluation.uri, REPORT_FILE))
     tf.io.gfile.makedirs(blessing.uri)
     name = BLESSED_FILE if result["blessed"] else NOT_BLESSED_FILE
     with tf.io.gfile.GFile(os.path.join(blessing.uri, name), "w") as f:
         f.write("\n".join(result["reasons"]) + "\n")
     blessing.set_int_custom_property(BLESSED_PROPERTY, int(result["blessed"]))
     blessing.set_string_custom_property("reasons", "; ".join(result["reasons"]))
-    blessing.set_string_custom_property("current_model", model.uri)
-    blessing.set_int_custom_property("current_model_id", model.id)
+    blessing.set_string_custom_property(CURRENT_MODEL_PROPERTY, model.uri)
+    blessing.set_int_custom_property(CURRENT_MODEL_ID_PROPERTY, model.id)
     for key, value in result["model"].items():
         evaluation.set_float_custom_property(key, value)

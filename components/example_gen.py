@@ -7,8 +7,10 @@ directly. Output follows TFX's layout, ``<uri>/Split-<name>/data_tfrecord-00000-
 """
 
 import csv
+import json
 import os
 from collections import Counter
+from collections.abc import Iterator
 
 import tensorflow as tf
 from tfx.dsl.component.experimental.annotations import OutputArtifact, Parameter
@@ -23,6 +25,8 @@ RATINGS_FILE = "u.data"
 MOVIES_FILE = "u.item"
 USERS_FILE = "u.user"
 REJECTS_FILE = "rejects.csv"
+SPLIT_FILE = "split.json"
+SPLIT_PROPERTY = "split_config"
 DATA_FILE = "data_tfrecord-00000-of-00001.gz"
 RATING_SPLITS = (features.TRAIN_SPLIT, features.EVAL_SPLIT)
 
@@ -107,25 +111,30 @@ class _RejectLog:
 
 
 def write_movielens_examples(
-    data_dir: str, examples_uri: str, catalogue_uri: str, seed: int, eval_fraction: float
+    data_dir: str, examples_uri: str, catalogue_uri: str, *, split: movielens.SplitConfig
 ) -> dict:
     """Writes the rating examples (train/eval) and the catalogue examples.
 
     Every line of u.item, u.user and u.data either becomes an example or is listed in
     ``<examples_uri>/rejects.csv`` (columns file, line, reason, raw). A pair rated more than once
-    keeps its latest rating. Each rating goes to the split ``movielens.split_of`` gives it.
+    keeps its latest rating. Each kept rating goes to the split ``split`` gives it; the split
+    used is written to ``<examples_uri>/split.json`` (``movielens.SplitPlan.to_dict``).
+
+    u.data is read twice (``movielens.split_ratings``); the memory it needs grows with the
+    number of kept ratings, see there.
 
     Args:
       data_dir: directory holding u.data, u.item and u.user in the ml-100k format.
       examples_uri: where the rating examples go (``Split-train``, ``Split-eval``).
       catalogue_uri: where the catalogue examples go (``Split-catalogue``), one per movie of
         u.item, rated or not.
-      seed: seed of the train/eval split.
-      eval_fraction: expected fraction of ratings in the eval split, in [0, 1].
+      split: how ratings are assigned to train and eval.
 
     Returns:
       ``{"num_train": int, "num_eval": int, "num_catalogue": int,
-      "rejects": {reason: int for every reason in movielens.REJECT_REASONS}}``.
+      "rejects": {reason: int for every reason in movielens.REJECT_REASONS},
+      "split": {"kind", "seed", "eval_fraction", "leave_last_n", "cutoff_timestamp"}}``, where
+      ``cutoff_timestamp`` is an int for the time split and None otherwise.
 
     Raises:
       ValueError: naming the file, when one of the three is missing or has no valid line
@@ -142,9 +151,8 @@ def write_movielens_examples(
         with _writer(catalogue_uri, features.CATALOGUE_SPLIT) as writer:
             for movie in movies.values():
                 writer.write(catalogue_example(movie).SerializeToString(deterministic=True))
-        counts = _write_ratings(
-            ratings_path, movies, users, examples_uri, seed, eval_fraction, rejects
-        )
+        plan, records = movielens.split_ratings(ratings_path, split, movies, users)
+        counts = _write_ratings(records, plan, movies, users, examples_uri, rejects)
     finally:
         rejects.close()
     if not counts:
@@ -152,11 +160,15 @@ def write_movielens_examples(
             f"MovieLens file {ratings_path} has no valid rating "
             f"(see {os.path.join(examples_uri, REJECTS_FILE)})"
         )
+    split_used = plan.to_dict()
+    with tf.io.gfile.GFile(os.path.join(examples_uri, SPLIT_FILE), "w") as f:
+        f.write(json.dumps(split_used, indent=2) + "\n")
     return {
         "num_train": counts[features.TRAIN_SPLIT],
         "num_eval": counts[features.EVAL_SPLIT],
         "num_catalogue": len(movies),
         "rejects": dict(rejects.counts),
+        "split": split_used,
     }
 
 
@@ -172,23 +184,22 @@ def _read_all(read, path: str, rejects: _RejectLog, what: str) -> dict:
 
 
 def _write_ratings(
-    ratings_path: str,
+    records: Iterator[movielens.Rating | movielens.Reject],
+    plan: movielens.SplitPlan,
     movies: dict[str, movielens.Movie],
     users: dict[str, movielens.User],
     examples_uri: str,
-    seed: int,
-    eval_fraction: float,
     rejects: _RejectLog,
 ) -> Counter:
     """Streams u.data into the train/eval files; returns the number of examples per split."""
     counts = Counter()
     writers = {split: _writer(examples_uri, split) for split in RATING_SPLITS}
     try:
-        for record in movielens.iter_ratings(ratings_path, movies, users):
+        for record in records:
             if isinstance(record, movielens.Reject):
                 rejects.add(record)
                 continue
-            split = movielens.split_of(record.user_id, record.movie_id, seed, eval_fraction)
+            split = plan.split_of(record)
             example = rating_example(record, movies[record.movie_id], users[record.user_id])
             writers[split].write(example.SerializeToString(deterministic=True))
             counts[split] += 1
@@ -205,23 +216,32 @@ def MovieLensExampleGen(
     catalogue: OutputArtifact[Examples],
     seed: Parameter[int] = 42,
     eval_fraction: Parameter[float] = 0.2,
+    split_kind: Parameter[str] = movielens.SPLIT_RANDOM,
+    leave_last_n: Parameter[int] = 1,
 ):
     """Reads ml-100k from ``data_dir`` into rating examples and catalogue examples.
 
     Args:
       data_dir: directory holding u.data, u.item and u.user.
       examples: rating examples, splits ``train`` and ``eval``; custom properties
-        ``num_train``, ``num_eval``, ``num_rejects`` and ``num_rejects_<reason>``.
+        ``num_train``, ``num_eval``, ``num_rejects``, ``num_rejects_<reason>`` and
+        ``split_config`` (JSON of the split used, as in ``<uri>/split.json``).
       catalogue: one example per movie, split ``catalogue``; custom property ``num_catalogue``.
-      seed: seed of the train/eval split.
-      eval_fraction: expected fraction of ratings in the eval split.
+      seed: seed of the random split.
+      eval_fraction: expected share (random) or timestamp quantile (time) of the eval split.
+      split_kind: ``"random"``, ``"time"`` or ``"leave_last_n"``; see ``movielens.SplitConfig``.
+      leave_last_n: ratings held out per user by the leave_last_n split.
     """
-    stats = write_movielens_examples(data_dir, examples.uri, catalogue.uri, seed, eval_fraction)
+    split = movielens.SplitConfig(
+        kind=split_kind, seed=seed, eval_fraction=eval_fraction, leave_last_n=leave_last_n
+    )
+    stats = write_movielens_examples(data_dir, examples.uri, catalogue.uri, split=split)
     examples.split_names = artifact_utils.encode_split_names(list(RATING_SPLITS))
     catalogue.split_names = artifact_utils.encode_split_names([features.CATALOGUE_SPLIT])
     examples.set_int_custom_property("num_train", stats["num_train"])
     examples.set_int_custom_property("num_eval", stats["num_eval"])
     examples.set_int_custom_property("num_rejects", sum(stats["rejects"].values()))
+    examples.set_string_custom_property(SPLIT_PROPERTY, json.dumps(stats["split"]))
     for reason, count in stats["rejects"].items():
         examples.set_int_custom_property(f"num_rejects_{reason}", count)
     catalogue.set_int_custom_property("num_catalogue", stats["num_catalogue"])

@@ -26,9 +26,13 @@ _COMPONENT_LINE = re.compile(r"Component (\S+) is (running|finished)\.")
 _METRICS_SHOWN = (
     "recall@10",
     "recall@100",
-    "top_k_accuracy_incl_seen@1",
+    "ndcg@10",
+    "map@10",
+    "user_recall@10",
     "top_k_accuracy_incl_seen@10",
     "top_k_accuracy_incl_seen@100",
+    "coverage@10",
+    "popularity_percentile@10",
     "rmse",
     "mae",
 )
@@ -81,17 +85,27 @@ def _follow(proc: subprocess.Popen, log_path: Path, out) -> dict[str, float]:
 def _print_results(results: dict, out) -> None:
     evaluation = results.get("evaluation")
     if evaluation:
-        model, base = evaluation["model"], evaluation["baselines"]
-        print("\nEvaluation on the eval split (full catalogue; recall@K excludes seen movies):", file=out)
-        print(f"  {'metric':<30}{'model':>9}{'popularity':>12}{'bias':>9}", file=out)
+        columns = {"model": evaluation["model"], **evaluation["baselines"]}
+        if evaluation.get("previous_model"):
+            columns["previous"] = evaluation["previous_model"]["metrics"]
+        print(
+            "\nEvaluation on the eval split (every movie a candidate; recall/ndcg/map exclude "
+            "each user's train movies):",
+            file=out,
+        )
+        print(f"  {'metric':<30}" + "".join(f"{name:>12}" for name in columns), file=out)
         for key in _METRICS_SHOWN:
-            row = [model.get(key), base["popularity"].get(key), base["bias"].get(key)]
-            cells = "".join(f"{v:>{w}.4f}" if v is not None else f"{'-':>{w}}" for v, w in zip(row, (9, 12, 9), strict=True))
+            cells = "".join(
+                f"{scorer[key]:>12.4f}" if key in scorer else f"{'-':>12}"
+                for scorer in columns.values()
+            )
             print(f"  {key:<30}{cells}", file=out)
         verdict = "BLESSED" if evaluation["blessed"] else "NOT BLESSED"
         print(f"\nBlessing: {verdict}", file=out)
         for reason in evaluation["reasons"]:
             print(f"  {reason}", file=out)
+    if results.get("report"):
+        print(f"\nReport: {results['report']}", file=out)
     push = results.get("push", {})
     if push.get("pushed"):
         print("\nPushed models (TF Serving layout):", file=out)
@@ -99,7 +113,9 @@ def _print_results(results: dict, out) -> None:
             print(f"  {name:<10} version {push[name]['version']:<4} {push[name]['path']}", file=out)
         print(f"  models.config      {push['models_config']}", file=out)
     elif push:
-        print(f"\nNothing pushed: {push.get('reason')}; the previous model keeps serving.", file=out)
+        print(
+            f"\nNothing pushed: {push.get('reason')}; the previous model keeps serving.", file=out
+        )
 
 
 def cmd_run(args, env: Environment, out=sys.stdout) -> int:
@@ -149,7 +165,10 @@ def cmd_run(args, env: Environment, out=sys.stdout) -> int:
     durations = _follow(proc, log_path, out)
     total = time.perf_counter() - start
     if proc.returncode != 0:
-        print(f"\nmovierec: the pipeline failed (exit {proc.returncode}); last lines of {log_path}:", file=sys.stderr)
+        print(
+            f"\nmovierec: the pipeline failed (exit {proc.returncode}); last lines of {log_path}:",
+            file=sys.stderr,
+        )
         tail = log_path.read_text(errors="replace").splitlines()[-25:]
         print("\n".join(tail), file=sys.stderr)
         return 1
@@ -165,6 +184,7 @@ def cmd_run(args, env: Environment, out=sys.stdout) -> int:
         "evaluation": results.get("evaluation"),
         "blessed": bool(results.get("evaluation", {}).get("blessed")),
         "push": results.get("push"),
+        "report": results.get("report"),
         "log": str(log_path),
     }
     if results.get("push", {}).get("pushed") or (workdir / "serving").exists():
@@ -190,8 +210,15 @@ def _demo(serving_dir: Path, user: str, out) -> dict:
         file=out,
     )
     for i, r in enumerate(recs, 1):
-        print(f"  {i:>2}. {r.title}  (movie {r.movie_id}, predicted rating {r.predicted_rating:.2f})", file=out)
-    return {"user_id": user, "known_user": known, "recommendations": [dataclasses.asdict(r) for r in recs]}
+        print(
+            f"  {i:>2}. {r.title}  (movie {r.movie_id}, predicted rating {r.predicted_rating:.2f})",
+            file=out,
+        )
+    return {
+        "user_id": user,
+        "known_user": known,
+        "recommendations": [dataclasses.asdict(r) for r in recs],
+    }
 
 
 def cmd_recommend(args, env: Environment, out=sys.stdout) -> int:
@@ -214,9 +241,16 @@ def cmd_recommend(args, env: Environment, out=sys.stdout) -> int:
         print(json.dumps(payload, indent=2), file=out)
         return 0
     if not known:
-        print(f"user {args.user} is unknown to the model: showing its default recommendations", file=out)
+        print(
+            f"user {args.user} is unknown to the model: showing its default recommendations",
+            file=out,
+        )
     for i, r in enumerate(recs, 1):
-        print(f"{i:>3}. {r.title}  (movie {r.movie_id}, score {r.score:.3f}, predicted rating {r.predicted_rating:.2f})", file=out)
+        print(
+            f"{i:>3}. {r.title}  (movie {r.movie_id}, score {r.score:.3f}, "
+            f"predicted rating {r.predicted_rating:.2f})",
+            file=out,
+        )
     return 0
 
 
@@ -227,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--user", default="42", help="user shown in the closing demo")
     run.add_argument("--seed", type=int, default=42, help="seed of the train/eval split")
     run.add_argument("--index", choices=("scann", "brute_force"), default="scann")
-    run.add_argument("--trainer-config", help='JSON overrides, e.g. \'{"epochs": 3}\'')
+    run.add_argument("--trainer-config", help="JSON overrides, e.g. '{\"epochs\": 3}'")
     rec = sub.add_parser("recommend", help="top-k movies for a user from the pushed models")
     rec.add_argument("--user", required=True)
     rec.add_argument("--k", type=int, default=10)

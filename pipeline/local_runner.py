@@ -14,7 +14,7 @@ import sys
 from tfx import v1 as tfx
 from tfx.orchestration import metadata
 
-from components.evaluator import METRICS_FILE, Threshold
+from components.evaluator import METRICS_FILE, REPORT_FILE, Threshold
 from components.pusher import PUSH_FILE
 from pipeline.pipeline import PipelineConfig, create_pipeline
 from trainer.config import TrainerConfig
@@ -58,7 +58,7 @@ def collect_results(metadata_path: str) -> dict:
         if evaluation is not None:
             with open(os.path.join(evaluation.uri, METRICS_FILE)) as f:
                 result["evaluation"] = json.load(f)
-            result["evaluation_uri"] = evaluation.uri
+            result["report"] = os.path.join(evaluation.uri, REPORT_FILE)
         pushed = _latest_artifact(m.store, "PushedModel")
         if pushed is not None:
             with open(os.path.join(pushed.uri, PUSH_FILE)) as f:

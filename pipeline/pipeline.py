@@ -5,6 +5,9 @@ factory only wires components:
 
     MovieLensExampleGen -> ImportSchemaGen -> Transform -> Trainer -> MovieRecEvaluator
     -> MovieRecPusher
+
+The Evaluator also receives the latest blessed model (a Resolver over ML-Metadata), so a new
+model must not regress against what is serving.
 """
 
 import dataclasses
@@ -42,8 +45,13 @@ class PipelineConfig:
       serving_dir: TF Serving directory the Pusher writes into.
       trainer: Trainer hyperparameters.
       thresholds: blessing conditions of the Evaluator.
+      split_kind: ``"random"`` (hash of user and movie), ``"time"`` (global cutoff) or
+        ``"leave_last_n"`` (each user's latest ratings).
       split_seed: seed of the random train/eval split.
-      eval_fraction: share of ratings held out for evaluation.
+      eval_fraction: share of ratings held out (random and time splits).
+      leave_last_n: ratings held out per user (leave_last_n split).
+      max_relative_regression: tolerated relative regression of the thresholded metrics
+        against the latest blessed model.
       index_kind: retrieval index of the pushed model, ``"scann"`` or ``"brute_force"``.
       retrieval_k: movies the retrieval model returns per user.
     """
@@ -55,8 +63,11 @@ class PipelineConfig:
     serving_dir: str
     trainer: TrainerConfig = TrainerConfig()
     thresholds: Sequence[Threshold] = DEFAULT_THRESHOLDS
+    split_kind: str = "random"
     split_seed: int = 42
     eval_fraction: float = 0.2
+    leave_last_n: int = 1
+    max_relative_regression: float = 0.01
     index_kind: str = "scann"
     retrieval_k: int = 100
 
@@ -64,7 +75,11 @@ class PipelineConfig:
 def create_components(config: PipelineConfig) -> list:
     """The pipeline's components, wired, in topological order."""
     example_gen = MovieLensExampleGen(
-        data_dir=config.data_dir, seed=config.split_seed, eval_fraction=config.eval_fraction
+        data_dir=config.data_dir,
+        split_kind=config.split_kind,
+        seed=config.split_seed,
+        eval_fraction=config.eval_fraction,
+        leave_last_n=config.leave_last_n,
     )
     schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
     transform = tfx.components.Transform(
@@ -84,11 +99,19 @@ def create_components(config: PipelineConfig) -> list:
         eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
         custom_config=config.trainer.to_dict(),
     )
+    latest_blessed = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
     evaluator = MovieRecEvaluator(
         examples=example_gen.outputs["examples"],
         catalogue=example_gen.outputs["catalogue"],
         model=trainer.outputs["model"],
+        model_run=trainer.outputs["model_run"],
+        baseline_model=latest_blessed.outputs["model"],
         thresholds=json.dumps([dataclasses.asdict(t) for t in config.thresholds]),
+        max_relative_regression=config.max_relative_regression,
     )
     pusher = MovieRecPusher(
         model=trainer.outputs["model"],
@@ -98,7 +121,7 @@ def create_components(config: PipelineConfig) -> list:
         index_kind=config.index_kind,
         retrieval_k=config.retrieval_k,
     )
-    return [example_gen, schema_gen, transform, trainer, evaluator, pusher]
+    return [example_gen, schema_gen, transform, trainer, latest_blessed, evaluator, pusher]
 
 
 def create_pipeline(

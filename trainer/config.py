@@ -71,7 +71,9 @@ class TrainerConfig:
                 else:
                     kwargs[name] = type(default)(value)
             except (TypeError, ValueError) as e:
-                raise ValueError(f"trainer config: {name}={value!r} is not a {type(default).__name__}") from e
+                raise ValueError(
+                    f"trainer config: {name}={value!r} is not a {type(default).__name__}"
+                ) from e
         return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:

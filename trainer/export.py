@@ -49,13 +49,13 @@ class ServingModule(tf.Module):
 
     @tf.function(input_signature=[_IDS])
     def user_embedding(self, user_id):
-        """``[batch]`` user ids -> ``embedding`` ``[batch, dim]`` float32, ``known`` ``[batch]`` bool."""
+        """User ids ``[batch]`` -> ``embedding`` ``[batch, dim]``, ``known`` ``[batch]`` bool."""
         idx = self.user_table.lookup(user_id)
         return {"embedding": self.model.user_tower(idx), "known": idx < self.num_users}
 
     @tf.function(input_signature=[_IDS])
     def movie_embedding(self, movie_id):
-        """``[batch]`` movie ids -> ``embedding`` ``[batch, dim]`` float32, ``known`` ``[batch]`` bool."""
+        """Movie ids ``[batch]`` -> ``embedding`` ``[batch, dim]``, ``known`` ``[batch]`` bool."""
         idx = self.movie_table.lookup(movie_id)
         return {"embedding": self.model.movie_tower(idx), "known": idx < self.num_movies}
 

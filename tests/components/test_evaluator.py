@@ -74,7 +74,9 @@ def _raw(part, r, genders=False):
     }
     if genders:
         cols[features.USER_AGE] = np.array([20 + u for u, _ in part])
-        cols[features.USER_GENDER] = np.array(["F" if u % 2 else "M" for u, _ in part], dtype=object)
+        cols[features.USER_GENDER] = np.array(
+            ["F" if u % 2 else "M" for u, _ in part], dtype=object
+        )
     return cols
 
 
@@ -95,8 +97,17 @@ def synthetic(tmp_path_factory):
     ev = evaluation_data.EvaluationData.from_columns(
         _raw(pairs[:cut], ratings[:cut]), _raw(pairs[cut:], ratings[cut:], genders=True), catalogue
     )
-    return dict(pairs=pairs, ratings=ratings, cut=cut, model=model, path=path, data=ev, tmp=tmp,
-                num_users=num_users, num_movies=num_movies)
+    return dict(
+        pairs=pairs,
+        ratings=ratings,
+        cut=cut,
+        model=model,
+        path=path,
+        data=ev,
+        tmp=tmp,
+        num_users=num_users,
+        num_movies=num_movies,
+    )
 
 
 def test_evaluate_matches_an_independent_computation(synthetic):
@@ -119,7 +130,10 @@ def test_evaluate_matches_an_independent_computation(synthetic):
     err = pred - s["ratings"][cut:]
     assert result["model"]["rmse"] == pytest.approx(float(np.sqrt(np.mean(err**2))), rel=1e-5)
     pop = metrics.rank_eval_pairs(
-        baselines.popularity_scores(ev.train_counts), ev.eval_users, ev.eval_movies, ev.seen,
+        baselines.popularity_scores(ev.train_counts),
+        ev.eval_users,
+        ev.eval_movies,
+        ev.seen,
         s["num_movies"],
     )
     pop_recall = float(np.mean(pop.rank_excl < 10))
@@ -145,11 +159,21 @@ def test_evaluate_matches_an_independent_computation(synthetic):
 def test_regression_against_the_previous_model_blocks_the_blessing(synthetic):
     s = synthetic
     # A model never trained for retrieval, judged against the joint one as "previous blessed".
-    _, weak = _trained_model(s["tmp"], s["pairs"], s["ratings"], s["cut"], s["num_users"],
-                             s["num_movies"], epochs=1, retrieval_weight=0.0, seed=7)
+    _, weak = _trained_model(
+        s["tmp"],
+        s["pairs"],
+        s["ratings"],
+        s["cut"],
+        s["num_users"],
+        s["num_movies"],
+        epochs=1,
+        retrieval_weight=0.0,
+        seed=7,
+    )
     thresholds = [Threshold("recall@10", "min", 0.0), Threshold("rmse", "max", 10.0)]
-    result = evaluate(weak, s["data"], thresholds, previous_model_dir=s["path"],
-                      max_relative_regression=0.0)
+    result = evaluate(
+        weak, s["data"], thresholds, previous_model_dir=s["path"], max_relative_regression=0.0
+    )
     prev = result["previous_model"]["metrics"]
     assert result["model"]["recall@10"] < prev["recall@10"]
     assert result["blessed"] is False
@@ -177,7 +201,10 @@ def test_ease_baseline_matches_its_closed_form():
     # Restricted to the 2 most rated movies (1, then 0 by id), movie 2 is never recommended.
     movies, _ = baselines.fit_ease(seen, lam=1.0, max_movies=2)
     assert movies.tolist() == [0, 1]
-    assert baselines.ease_scores(seen, baselines.fit_ease(seen, 1.0, 2))(np.array([1]))[0, 2] == -np.inf
+    assert (
+        baselines.ease_scores(seen, baselines.fit_ease(seen, 1.0, 2))(np.array([1]))[0, 2]
+        == -np.inf
+    )
 
 
 def test_bias_baseline_recovers_planted_biases():

@@ -2,9 +2,11 @@
 @component inside a real TFX pipeline run by LocalDagRunner."""
 
 import csv
+import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from tfx import v1 as tfx
@@ -15,6 +17,7 @@ from components import example_gen, movielens
 from trainer import features
 
 SEED, EVAL_FRACTION = 42, 0.5
+RANDOM = movielens.SplitConfig(seed=SEED, eval_fraction=EVAL_FRACTION)
 
 ITEM_LINES = [
     "1|Toy Story (1995)|01-Jan-1995||http://x|0|0|0|1|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0",
@@ -105,7 +108,7 @@ def written(tmp_path):
     data_dir = _write_dataset(tmp_path / "ml-100k")
     examples_uri, catalogue_uri = str(tmp_path / "examples"), str(tmp_path / "catalogue")
     stats = example_gen.write_movielens_examples(
-        data_dir, examples_uri, catalogue_uri, SEED, EVAL_FRACTION
+        data_dir, examples_uri, catalogue_uri, split=RANDOM
     )
     return stats, examples_uri, catalogue_uri
 
@@ -177,6 +180,118 @@ def test_splits_follow_split_of(written):
     assert 0 < expected_eval < len(KEPT_PAIRS)  # both splits are exercised with this seed
     assert stats["num_eval"] == expected_eval
     assert stats["num_train"] == len(KEPT_PAIRS) - expected_eval
+    recorded = {
+        "kind": "random",
+        "seed": SEED,
+        "eval_fraction": EVAL_FRACTION,
+        "leave_last_n": 1,
+        "cutoff_timestamp": None,
+    }
+    assert stats["split"] == recorded
+    assert json.loads(Path(examples_uri, "split.json").read_text()) == recorded
+
+
+# A dataset for the time and leave_last_n splits: small timestamps, ties, and rejected lines
+# that would change both splits if they counted. Movies 9 and 10 tell numeric from string
+# order.
+SPLIT_ITEM_LINES = ITEM_LINES[:5] + [
+    "9|Nine (1999)|01-Jan-1999||http://x|0|0|0|0|0|0|0|0|1|0|0|0|0|0|0|0|0|0|0",
+    "10|Ten (2000)|01-Jan-2000||http://x|0|0|0|0|0|0|0|0|1|0|0|0|0|0|0|0|0|0|0",
+]
+SPLIT_DATA_LINES = [
+    "1\t1\t4\t100",
+    "1\t9\t3\t300",
+    "1\t10\t5\t300",  # same time as (1, 9); movie 10 > 9, so this is user 1's latest
+    "1\t4\t2\t200",
+    "1\t5\t1\t50",
+    "2\t1\t4\t400",
+    "2\t2\t3\t150",
+    "2\t2\t5\t90",  # older rating of (2, 2): duplicate
+    "3\t5\t2\t500",
+    "3\t5\t4\t40",  # older rating of (3, 5): duplicate, so user 3 has one rating
+    "3\t1\t9\t700",  # bad_rating
+    "3\t99\t4\t800",  # unknown_movie
+]
+# Kept: user 1 at 100, 300, 300, 200, 50; user 2 at 400, 150; user 3 at 500.
+SPLIT_KEPT_PAIRS = {
+    ("1", "1"),
+    ("1", "9"),
+    ("1", "10"),
+    ("1", "4"),
+    ("1", "5"),
+    ("2", "1"),
+    ("2", "2"),
+    ("3", "5"),
+}
+
+
+def _write_split(tmp_path: Path, split: movielens.SplitConfig) -> tuple[dict, dict, dict]:
+    """Writes SPLIT_DATA_LINES with ``split``: (stats, split.json, split name -> pairs)."""
+    data_dir = _write_dataset(tmp_path / "d", SPLIT_ITEM_LINES, USER_LINES[:3], SPLIT_DATA_LINES)
+    examples_uri = str(tmp_path / "ex")
+    stats = example_gen.write_movielens_examples(
+        data_dir, examples_uri, str(tmp_path / "cat"), split=split
+    )
+    pairs = {split_name: set() for split_name in example_gen.RATING_SPLITS}
+    for pair, (split_name, _) in _by_pair(examples_uri).items():
+        pairs[split_name].add(pair)
+    recorded = json.loads(Path(examples_uri, "split.json").read_text())
+    assert stats["split"] == recorded
+    assert stats["num_eval"] == len(pairs[features.EVAL_SPLIT])
+    assert stats["num_train"] == len(pairs[features.TRAIN_SPLIT])
+    return stats, recorded, pairs
+
+
+def test_time_split_holds_out_ratings_after_the_cutoff(tmp_path):
+    split = movielens.SplitConfig(kind="time", seed=5, eval_fraction=0.3)
+    stats, recorded, pairs = _write_split(tmp_path, split)
+    # Sorted kept timestamps: 50 100 150 200 300 300 400 500. Rank ceil(0.7 * 8) = 6 -> 300.
+    # Both ratings at 300 stay in train, so 2 of 8 are eval. Counting the rejected lines
+    # (40, 90, 700, 800) would give rank 9 of 12 -> 400.
+    assert recorded == {
+        "kind": "time",
+        "seed": 5,
+        "eval_fraction": 0.3,
+        "leave_last_n": 1,
+        "cutoff_timestamp": 300,
+    }
+    assert pairs[features.EVAL_SPLIT] == {("2", "1"), ("3", "5")}
+    assert pairs[features.TRAIN_SPLIT] == SPLIT_KEPT_PAIRS - {("2", "1"), ("3", "5")}
+    assert stats["rejects"][movielens.DUPLICATE] == 2
+
+
+@pytest.mark.parametrize(
+    "n, expected_eval",
+    [
+        # User 1's latest is (1, 10), tied with (1, 9) at 300. User 2 has 2 ratings, its
+        # latest is (2, 1) at 400. User 3 has one rating (its duplicate does not count).
+        (1, {("1", "10"), ("2", "1")}),
+        # Only user 1 has more than 2 ratings.
+        (2, {("1", "10"), ("1", "9")}),
+        # User 1 has 5 ratings: at most 5 held out means none.
+        (5, set()),
+    ],
+)
+def test_leave_last_n_split_holds_out_each_users_latest(tmp_path, n, expected_eval):
+    split = movielens.SplitConfig(kind="leave_last_n", leave_last_n=n)
+    _, recorded, pairs = _write_split(tmp_path, split)
+    assert recorded == {
+        "kind": "leave_last_n",
+        "seed": 42,
+        "eval_fraction": 0.2,
+        "leave_last_n": n,
+        "cutoff_timestamp": None,
+    }
+    assert pairs[features.EVAL_SPLIT] == expected_eval
+    assert pairs[features.TRAIN_SPLIT] == SPLIT_KEPT_PAIRS - expected_eval
+
+
+def test_write_requires_a_split_config(tmp_path):
+    data_dir = _write_dataset(tmp_path / "d")
+    with pytest.raises(TypeError):
+        example_gen.write_movielens_examples(  # the pre-SplitConfig call
+            data_dir, str(tmp_path / "ex"), str(tmp_path / "cat"), SEED, EVAL_FRACTION
+        )
 
 
 def test_catalogue_has_every_movie(written):
@@ -234,14 +349,24 @@ def test_rejects_are_counted_and_listed(written):
     assert ["u.data", "10", movielens.BLANK_LINE, ""] in rows
 
 
-def test_two_runs_write_identical_bytes(tmp_path):
+@pytest.mark.parametrize(
+    "split",
+    [
+        RANDOM,
+        movielens.SplitConfig(kind="time", eval_fraction=0.3),
+        movielens.SplitConfig(kind="leave_last_n", leave_last_n=1),
+    ],
+    ids=lambda split: split.kind,
+)
+def test_two_runs_write_identical_bytes(tmp_path, split):
     data_dir = _write_dataset(tmp_path / "ml-100k")
     outputs = []
     for run in ("a", "b"):
         ex, cat = tmp_path / run / "examples", tmp_path / run / "catalogue"
-        example_gen.write_movielens_examples(data_dir, str(ex), str(cat), SEED, EVAL_FRACTION)
+        example_gen.write_movielens_examples(data_dir, str(ex), str(cat), split=split)
         files = [example_gen.split_path(str(ex), s) for s in example_gen.RATING_SPLITS]
         files += [example_gen.split_path(str(cat), features.CATALOGUE_SPLIT), ex / "rejects.csv"]
+        files += [ex / "split.json"]
         outputs.append([Path(f).read_bytes() for f in files])
     assert outputs[0] == outputs[1]
     assert all(outputs[0])
@@ -250,7 +375,7 @@ def test_two_runs_write_identical_bytes(tmp_path):
 def test_clean_input_writes_header_only_rejects(tmp_path):
     data_dir = _write_dataset(tmp_path / "d", ITEM_LINES[:5], USER_LINES[:3], DATA_LINES[:5])
     stats = example_gen.write_movielens_examples(
-        data_dir, str(tmp_path / "ex"), str(tmp_path / "cat"), SEED, EVAL_FRACTION
+        data_dir, str(tmp_path / "ex"), str(tmp_path / "cat"), split=RANDOM
     )
     assert (tmp_path / "ex" / "rejects.csv").read_text() == "file,line,reason,raw\n"
     assert sum(stats["rejects"].values()) == 0
@@ -272,7 +397,7 @@ def test_missing_or_empty_file_is_named(tmp_path, missing, items, users, data):
         os.remove(os.path.join(data_dir, "u.user"))
     with pytest.raises(ValueError, match=f"{data_dir}/{missing}"):
         example_gen.write_movielens_examples(
-            data_dir, str(tmp_path / "ex"), str(tmp_path / "cat"), SEED, EVAL_FRACTION
+            data_dir, str(tmp_path / "ex"), str(tmp_path / "cat"), split=RANDOM
         )
 
 
@@ -285,7 +410,7 @@ def _real_ml100k() -> str:
 
 def test_real_ml100k(tmp_path):
     stats = example_gen.write_movielens_examples(
-        _real_ml100k(), str(tmp_path / "ex"), str(tmp_path / "cat"), 42, 0.2
+        _real_ml100k(), str(tmp_path / "ex"), str(tmp_path / "cat"), split=movielens.SplitConfig()
     )
     total = stats["num_train"] + stats["num_eval"]
     assert total == 100_000
@@ -302,9 +427,75 @@ def test_real_ml100k(tmp_path):
     assert n_eval == stats["num_eval"]
 
 
-def test_component_in_local_dag_runner(tmp_path):
+def _columns(uri: str, split: str) -> dict[str, np.ndarray]:
+    """User id, movie id (both bytes) and timestamp columns of one split."""
+    spec = {
+        features.USER_ID: tf.io.FixedLenFeature([], tf.string),
+        features.MOVIE_ID: tf.io.FixedLenFeature([], tf.string),
+        features.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
+    }
+    ds = tf.data.TFRecordDataset(example_gen.split_path(uri, split), compression_type="GZIP")
+    batches = list(ds.batch(10_000).map(lambda x: tf.io.parse_example(x, spec)))
+    return {key: np.concatenate([b[key].numpy() for b in batches]) for key in spec}
+
+
+def _rows(columns: dict[str, np.ndarray]):
+    """(user id, (timestamp, movie id as int)) per example."""
+    keys = (features.USER_ID, features.TIMESTAMP, features.MOVIE_ID)
+    for user_id, timestamp, movie_id in zip(*(columns[k] for k in keys), strict=True):
+        yield user_id, (int(timestamp), int(movie_id))
+
+
+def test_real_ml100k_time_and_leave_last_n(tmp_path):
+    data_dir = _real_ml100k()
+    split = movielens.SplitConfig(kind="time", eval_fraction=0.2)
+    stats = example_gen.write_movielens_examples(
+        data_dir, str(tmp_path / "time"), str(tmp_path / "cat"), split=split
+    )
+    train = _columns(str(tmp_path / "time"), features.TRAIN_SPLIT)
+    eval_ = _columns(str(tmp_path / "time"), features.EVAL_SPLIT)
+    assert len(train[features.TIMESTAMP]) + len(eval_[features.TIMESTAMP]) == 100_000
+    assert 0.195 <= len(eval_[features.TIMESTAMP]) / 100_000 <= 0.205
+    assert eval_[features.TIMESTAMP].min() > train[features.TIMESTAMP].max()
+    assert stats["split"]["cutoff_timestamp"] == train[features.TIMESTAMP].max()
+
+    split = movielens.SplitConfig(kind="leave_last_n", leave_last_n=1)
+    stats = example_gen.write_movielens_examples(
+        data_dir, str(tmp_path / "last"), str(tmp_path / "cat"), split=split
+    )
+    train = _columns(str(tmp_path / "last"), features.TRAIN_SPLIT)
+    eval_ = _columns(str(tmp_path / "last"), features.EVAL_SPLIT)
+    assert stats["num_eval"] == len(eval_[features.USER_ID]) == 943  # every user has >= 20
+    assert len(set(eval_[features.USER_ID])) == 943
+    # Each user's held-out rating is later, by (timestamp, movie id), than all its others.
+    held_out = dict(_rows(eval_))
+    assert all(order < held_out[user_id] for user_id, order in _rows(train))
+
+
+# Kept pairs of DATA_LINES by user, with timestamps - 881250000: user 1 at 949 (1, 1) and
+# 950 (1, 2); user 2 at 951 (2, 3), 952 (2, 4) and 970 (2, 1); user 3 at 953 (3, 1) and
+# 1000 (3, 3). Only user 2 has more than 2 ratings; its 2 latest are (2, 1) and (2, 4).
+LAST_2_EVAL_PAIRS = {("2", "1"), ("2", "4")}
+RANDOM_EVAL_PAIRS = {
+    (u, m)
+    for u, m in KEPT_PAIRS
+    if movielens.split_of(u, m, SEED, EVAL_FRACTION) == features.EVAL_SPLIT
+}
+
+
+@pytest.mark.parametrize(
+    "split_kind, leave_last_n, expected_eval_pairs",
+    [("random", 1, RANDOM_EVAL_PAIRS), ("leave_last_n", 2, LAST_2_EVAL_PAIRS)],
+)
+def test_component_in_local_dag_runner(tmp_path, split_kind, leave_last_n, expected_eval_pairs):
     data_dir = _write_dataset(tmp_path / "ml-100k")
-    gen = example_gen.MovieLensExampleGen(data_dir=data_dir, seed=SEED, eval_fraction=EVAL_FRACTION)
+    gen = example_gen.MovieLensExampleGen(
+        data_dir=data_dir,
+        seed=SEED,
+        eval_fraction=EVAL_FRACTION,
+        split_kind=split_kind,
+        leave_last_n=leave_last_n,
+    )
     db = str(tmp_path / "metadata.sqlite")
     tfx.orchestration.LocalDagRunner().run(
         tfx.dsl.Pipeline(
@@ -331,15 +522,24 @@ def test_component_in_local_dag_runner(tmp_path):
     assert artifact_utils.decode_split_names(catalogue.properties["split_names"].string_value) == [
         features.CATALOGUE_SPLIT
     ]
-    expected_eval = sum(
-        movielens.split_of(u, m, SEED, EVAL_FRACTION) == features.EVAL_SPLIT for u, m in KEPT_PAIRS
-    )
+    expected_eval = len(expected_eval_pairs)
     props = examples.custom_properties
     assert props["num_eval"].int_value == expected_eval
     assert props["num_train"].int_value == len(KEPT_PAIRS) - expected_eval
     assert props["num_rejects"].int_value == sum(EXPECTED_REJECTS.values())
     assert props["num_rejects_duplicate"].int_value == 3
+    recorded = {
+        "kind": split_kind,
+        "seed": SEED,
+        "eval_fraction": EVAL_FRACTION,
+        "leave_last_n": leave_last_n,
+        "cutoff_timestamp": None,
+    }
+    assert json.loads(props["split_config"].string_value) == recorded
+    assert json.loads(Path(examples.uri, "split.json").read_text()) == recorded
     assert catalogue.custom_properties["num_catalogue"].int_value == 5
-    assert len(_read(examples.uri, features.EVAL_SPLIT)) == expected_eval
-    assert len(_read(examples.uri, features.TRAIN_SPLIT)) == len(KEPT_PAIRS) - expected_eval
+    rows = _by_pair(examples.uri)
+    eval_pairs = {pair for pair, (split, _) in rows.items() if split == features.EVAL_SPLIT}
+    assert eval_pairs == expected_eval_pairs
+    assert set(rows) == KEPT_PAIRS
     assert len(_read(catalogue.uri, features.CATALOGUE_SPLIT)) == 5

@@ -29,7 +29,9 @@ def test_hand_worked_ranks():
     assert r.greater_incl.tolist() == [2]
     assert r.rank_excl.tolist() == [1]
     assert r.top_movies.tolist() == [[1, 2, 3]]  # unseen, best first
-    m = metrics.ranking_metrics(r, np.array([0]), np.array([9, 5, 3, 1, 0]), ks=(1, 2), tfrs_ks=(2, 3))
+    m = metrics.ranking_metrics(
+        r, np.array([0]), np.array([9, 5, 3, 1, 0]), ks=(1, 2), tfrs_ks=(2, 3)
+    )
     assert m["top_k_accuracy_incl_seen@2"] == 0.0 and m["top_k_accuracy_incl_seen@3"] == 1.0
     assert m["recall@1"] == 0.0 and m["recall@2"] == 1.0
     # rank 1: NDCG = 1/log2(3), MAP = 1/2
@@ -119,7 +121,9 @@ def test_matches_brute_force_on_random_data(seed, quantize):
     m = metrics.ranking_metrics(r, eval_users, np.ones(num_movies), ks=(1, 5, 10))
     for k in (1, 5, 10):
         assert m[f"recall@{k}"] == pytest.approx(np.mean(excl < k))
-        assert m[f"ndcg@{k}"] == pytest.approx(np.mean(np.where(excl < k, 1 / np.log2(excl + 2), 0)))
+        assert m[f"ndcg@{k}"] == pytest.approx(
+            np.mean(np.where(excl < k, 1 / np.log2(excl + 2), 0))
+        )
         assert m[f"map@{k}"] == pytest.approx(np.mean(np.where(excl < k, 1 / (excl + 1), 0)))
 
 
@@ -134,7 +138,9 @@ def test_per_user_matches_a_loop_on_random_ranks():
         n = min(k, len(r))
         hits = r[r < k]
         recall.append(len(hits) / n)
-        ndcg.append(sum(1 / np.log2(h + 2) for h in hits) / sum(1 / np.log2(i + 2) for i in range(n)))
+        ndcg.append(
+            sum(1 / np.log2(h + 2) for h in hits) / sum(1 / np.log2(i + 2) for i in range(n))
+        )
         ap.append(sum((i + 1) / (h + 1) for i, h in enumerate(r) if h < k) / n)
     m = metrics.per_user(users, ranks, k)
     assert m["user_recall@10"] == pytest.approx(np.mean(recall))

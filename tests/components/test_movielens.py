@@ -1,9 +1,11 @@
-"""Tests of components.movielens: the ml-100k readers, their rejects, and split_of."""
+"""Tests of components.movielens: the ml-100k readers, their rejects, and the splits."""
 
+import random
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from components import movielens
@@ -146,3 +148,144 @@ def test_split_of_is_the_same_in_another_process():
         check=True,
     ).stdout.strip()
     assert out == "".join(movielens.split_of(u, m, 7, 0.3)[0] for u, m in pairs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"kind": "temporal"}, "kind"),
+        ({"kind": None}, "kind"),
+        ({"seed": 1.5}, "seed"),
+        ({"seed": "42"}, "seed"),
+        ({"eval_fraction": -0.1}, "eval_fraction"),
+        ({"eval_fraction": 1.5}, "eval_fraction"),
+        ({"eval_fraction": float("nan")}, "eval_fraction"),
+        ({"eval_fraction": "0.2"}, "eval_fraction"),
+        ({"eval_fraction": True}, "eval_fraction"),
+        ({"leave_last_n": 0}, "leave_last_n"),
+        ({"leave_last_n": 2.0}, "leave_last_n"),
+        ({"leave_last_n": True}, "leave_last_n"),
+    ],
+)
+def test_split_config_rejects_bad_values_naming_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=f"^{field} must be") as e:
+        movielens.SplitConfig(**kwargs)
+    assert repr(next(iter(kwargs.values()))) in str(e.value)
+
+
+def test_split_config_json_round_trip():
+    config = movielens.SplitConfig(kind="leave_last_n", seed=7, eval_fraction=1, leave_last_n=3)
+    assert config.eval_fraction == 1.0 and isinstance(config.eval_fraction, float)
+    text = config.to_json()
+    assert text == '{"kind": "leave_last_n", "seed": 7, "eval_fraction": 1.0, "leave_last_n": 3}'
+    assert movielens.SplitConfig.from_json(text) == config
+    assert movielens.SplitConfig.from_json("{}") == movielens.SplitConfig()
+    # A recorded split: the cutoff is data, not config.
+    recorded = '{"kind": "time", "seed": 1, "eval_fraction": 0.3, "leave_last_n": 1, '
+    recorded += '"cutoff_timestamp": 300}'
+    assert movielens.SplitConfig.from_json(recorded) == movielens.SplitConfig("time", 1, 0.3, 1)
+    with pytest.raises(ValueError, match=r"unknown SplitConfig fields \['cutoff', 'n'\]"):
+        movielens.SplitConfig.from_json('{"n": 2, "cutoff": 3}')
+    with pytest.raises(ValueError, match="JSON object"):
+        movielens.SplitConfig.from_json("[1]")
+    with pytest.raises(ValueError, match="^kind must be"):
+        movielens.SplitConfig.from_json('{"kind": "by_user"}')
+
+
+def _time_plan(timestamps, eval_fraction):
+    config = movielens.SplitConfig(kind="time", eval_fraction=eval_fraction)
+    return movielens.plan_split(config, [(str(i), "1", t) for i, t in enumerate(timestamps)])
+
+
+def test_time_cutoff_hand_worked():
+    ten = list(range(1, 11))
+    # Rank ceil((1 - f) * N): 0.7 of 10 is rank 3 (float arithmetic gives 3.0000000000000004).
+    assert _time_plan(ten, 0.7).cutoff_timestamp == 3
+    assert _time_plan(ten, 0.2).cutoff_timestamp == 8
+    assert _time_plan(ten, 0.25).cutoff_timestamp == 8  # rank ceil(7.5) = 8
+    assert _time_plan(ten, 0.0).cutoff_timestamp == 10  # nothing after the last rating
+    assert _time_plan(ten, 1.0).cutoff_timestamp == 1  # rank is at least 1
+    # 5, 5, 5, 9: rank ceil(0.5 * 4) = 2 -> 5; the ties stay in train, so 1 of 4 is eval.
+    plan = _time_plan([9, 5, 5, 5], 0.5)
+    assert plan.cutoff_timestamp == 5
+    splits = [plan.split_of(Rating("u", "1", 3.0, t)) for t in (4, 5, 6, 9)]
+    assert splits == [features.TRAIN_SPLIT, features.TRAIN_SPLIT] + [features.EVAL_SPLIT] * 2
+    assert _time_plan([], 0.2).cutoff_timestamp is None
+    assert plan.to_dict() == {
+        "kind": "time",
+        "seed": 42,
+        "eval_fraction": 0.5,
+        "leave_last_n": 1,
+        "cutoff_timestamp": 5,
+    }
+
+
+def test_time_cutoff_matches_numpy_inverted_cdf():
+    rng = np.random.default_rng(0)
+    for n in range(1, 41):
+        timestamps = [int(t) for t in rng.integers(0, 15, size=n)]
+        for k in range(17):  # multiples of 1/16 are exact floats, so numpy's q is exact too
+            reference = np.quantile(timestamps, 1 - k / 16, method="inverted_cdf")
+            assert _time_plan(timestamps, k / 16).cutoff_timestamp == reference, (timestamps, k)
+
+
+def _leave_last_n_reference(ratings, n):
+    """Sort everything once; each user's last n, if the user has more than n ratings."""
+    ordered = sorted(ratings, key=lambda r: (r[0], r[2], int(r[1])))
+    by_user = {}
+    for user_id, movie_id, _ in ordered:
+        by_user.setdefault(user_id, []).append(movie_id)
+    return {(u, m) for u, movies in by_user.items() if len(movies) > n for m in movies[-n:]}
+
+
+def test_leave_last_n_plan():
+    # User a: 9 and 10 tie at t=300; 10 > 9 as numbers (not as strings), so 10 is latest.
+    ratings = [
+        ("a", "1", 100),
+        ("a", "9", 300),
+        ("a", "10", 300),
+        ("a", "4", 200),
+        ("b", "1", 400),
+        ("b", "2", 150),
+        ("c", "5", 500),
+    ]
+    expected = {
+        1: {("a", "10"), ("b", "1")},
+        2: {("a", "10"), ("a", "9")},  # b has only 2 ratings, c only 1
+        3: {("a", "10"), ("a", "9"), ("a", "4")},
+        4: set(),
+    }
+    for n, pairs in expected.items():
+        config = movielens.SplitConfig(kind="leave_last_n", leave_last_n=n)
+        plan = movielens.plan_split(config, ratings)
+        assert plan.eval_pairs == pairs
+        assert plan.cutoff_timestamp is None
+        splits = {(u, m): plan.split_of(Rating(u, m, 1.0, t)) for u, m, t in ratings}
+        assert {pair for pair, split in splits.items() if split == features.EVAL_SPLIT} == pairs
+
+
+def test_leave_last_n_matches_sorting_reference():
+    rng = random.Random(0)
+    ratings = list(
+        {
+            (str(u), str(m)): rng.randrange(20)  # few timestamps: many ties
+            for u in range(30)
+            for m in rng.sample(range(1, 200), rng.randrange(1, 12))
+        }.items()
+    )
+    rows = [(u, m, t) for (u, m), t in ratings]
+    for n in (1, 2, 3, 5):
+        config = movielens.SplitConfig(kind="leave_last_n", leave_last_n=n)
+        assert movielens.plan_split(config, rows).eval_pairs == _leave_last_n_reference(rows, n)
+
+
+def test_split_ratings_plans_from_kept_ratings_only(tmp_path):
+    # Only the kept (5, 9) at t=10 and (6, 9) at t=20 count: the duplicate (t=1) and the bad
+    # rating (t=99) would move the cutoff if they did.
+    lines = ["5\t9\t1\t10", "5\t9\t5\t1", "6\t9\t0\t99", "6\t9\t4\t20"]
+    path = _write(tmp_path / "u.data", lines)
+    plan, records = movielens.split_ratings(path, movielens.SplitConfig("time", eval_fraction=0.5))
+    assert plan.cutoff_timestamp == 10
+    assert list(records) == list(movielens.iter_ratings(path))
+    random_plan, _ = movielens.split_ratings(path, movielens.SplitConfig(seed=3))
+    assert random_plan.split_of(Rating("5", "9", 1.0, 10)) == movielens.split_of("5", "9", 3, 0.2)

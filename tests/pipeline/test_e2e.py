@@ -49,11 +49,18 @@ def first_run(tmp_path_factory):
 
 def test_progress_lines_and_summary(first_run):
     _, stdout, summary = first_run
-    for component in ("MovieLensExampleGen", "ImportSchemaGen", "Transform", "Trainer",
-                      "MovieRecEvaluator", "MovieRecPusher"):
-        assert any(line.strip().startswith(component) and "done in" in line
-                   for line in stdout.splitlines()), (component, stdout)
-    assert f"Run summary: " in stdout and "Top 10 for user 42" in stdout
+    for component in (
+        "MovieLensExampleGen",
+        "ImportSchemaGen",
+        "Transform",
+        "Trainer",
+        "MovieRecEvaluator",
+        "MovieRecPusher",
+    ):
+        assert any(
+            line.strip().startswith(component) and "done in" in line for line in stdout.splitlines()
+        ), (component, stdout)
+    assert "Run summary: " in stdout and "Top 10 for user 42" in stdout
     assert set(summary["seconds_per_component"]) >= {"Transform", "Trainer"}
     assert summary["blessed"] is True
     evaluation = summary["evaluation"]
@@ -104,7 +111,10 @@ def test_fresh_process_loads_both_models(first_run):
     workdir, _, _ = first_run
     proc = subprocess.run(
         [sys.executable, "-c", _FRESH_LOAD, str(workdir / "serving")],
-        env=ENV, capture_output=True, text=True, timeout=300,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -121,7 +131,10 @@ def test_recommend_cli_json(first_run):
     workdir, _, _ = first_run
     proc = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "recommend", "--user", "42", "--k", "5", "--json"],
-        env={**ENV, "MOVIEREC_WORKDIR": str(workdir)}, capture_output=True, text=True, timeout=300,
+        env={**ENV, "MOVIEREC_WORKDIR": str(workdir)},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     payload = json.loads(proc.stdout)
@@ -132,7 +145,10 @@ def test_recommend_cli_json(first_run):
     assert all(r["title"] and 0.5 <= r["predicted_rating"] <= 5.5 for r in recs)
     bad = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "recommend", "--user", "42", "--k", "0"],
-        env={**ENV, "MOVIEREC_WORKDIR": str(workdir)}, capture_output=True, text=True, timeout=300,
+        env={**ENV, "MOVIEREC_WORKDIR": str(workdir)},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert bad.returncode == 2 and "k must be between 1 and 100" in bad.stderr
 

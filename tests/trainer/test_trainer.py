@@ -132,12 +132,18 @@ def test_exported_signatures_map_raw_ids(tmp_path):
     export.export_serving_model(model, vocab, str(tmp_path / "model"))
     loaded = tf.saved_model.load(str(tmp_path / "model"))
     user = loaded.signatures[features.SIG_USER_EMBEDDING](user_id=tf.constant(["u3", "nobody"]))
-    np.testing.assert_allclose(user["embedding"][0], model.user_tower(tf.constant([3]))[0], rtol=1e-6)
+    np.testing.assert_allclose(
+        user["embedding"][0], model.user_tower(tf.constant([3]))[0], rtol=1e-6
+    )
     # An unknown user gets the OOV row, index == vocabulary size.
-    np.testing.assert_allclose(user["embedding"][1], model.user_tower(tf.constant([40]))[0], rtol=1e-6)
+    np.testing.assert_allclose(
+        user["embedding"][1], model.user_tower(tf.constant([40]))[0], rtol=1e-6
+    )
     assert user["known"].numpy().tolist() == [True, False]
     movie = loaded.signatures[features.SIG_MOVIE_EMBEDDING](movie_id=tf.constant(["m7"]))
-    np.testing.assert_allclose(movie["embedding"][0], model.movie_tower(tf.constant([7]))[0], rtol=1e-6)
+    np.testing.assert_allclose(
+        movie["embedding"][0], model.movie_tower(tf.constant([7]))[0], rtol=1e-6
+    )
     rating = loaded.signatures[features.SIG_RATING](
         user_id=tf.constant(["u1", "u2"]), movie_id=tf.constant(["m4", "m5"])
     )["rating"].numpy()
