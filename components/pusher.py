@@ -1,8 +1,9 @@
 """Pusher component: blessed models into a TensorFlow Serving directory, atomically.
 
 The pipeline wires ``MovieRecPusher`` after the Evaluator. For a blessed model it writes the
-retrieval SavedModel (index over the whole catalogue) and copies the ranking SavedModel into
-the artifact's own directory, then pushes both as new integer versions under
+retrieval SavedModel (index over the whole catalogue; each user's train movies are never
+returned) and copies the ranking SavedModel into the artifact's own directory, then pushes
+both as new integer versions under
 ``<serving_dir>/{retrieval,ranking}/`` and rewrites ``models.config``. An unblessed model
 leaves the serving directory untouched, so the last good model keeps serving.
 """
@@ -29,6 +30,7 @@ PUSH_FILE = "push.json"
 
 def push_models(
     trained_model_dir: str,
+    examples_uri: str,
     catalogue_uri: str,
     staging_dir: str,
     serving_dir: str,
@@ -43,11 +45,16 @@ def push_models(
     catalogue = examples_io.read_columns(
         catalogue_uri, features.CATALOGUE_SPLIT, (features.MOVIE_ID, features.MOVIE_TITLE)
     )
+    seen = examples_io.read_columns(
+        examples_uri, features.TRAIN_SPLIT, (features.USER_ID, features.MOVIE_ID)
+    )
     staging = Path(staging_dir)
     retrieval.export_retrieval_model(
         trained_model_dir,
         catalogue[features.MOVIE_ID],
         catalogue[features.MOVIE_TITLE],
+        seen[features.USER_ID],
+        seen[features.MOVIE_ID],
         str(staging / RETRIEVAL),
         index_kind=index_kind,
         k=retrieval_k,
@@ -78,6 +85,7 @@ def _copy_tree(src: str, dst: str) -> None:
 @component
 def MovieRecPusher(  # noqa: N802 (TFX component names are classes)
     model: InputArtifact[Model],
+    examples: InputArtifact[Examples],
     catalogue: InputArtifact[Examples],
     model_blessing: InputArtifact[ModelBlessing],
     pushed_model: OutputArtifact[PushedModel],
@@ -93,6 +101,7 @@ def MovieRecPusher(  # noqa: N802 (TFX component names are classes)
     else:
         result = push_models(
             path_utils.serving_model_path(model.uri),
+            examples.uri,
             catalogue.uri,
             pushed_model.uri,
             serving_dir,

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from components import data_home
-from pipeline.local_runner import config_to_dict
-from pipeline.pipeline import PipelineConfig
+from pipeline.config import PipelineConfig, config_to_dict
 from trainer.config import TrainerConfig
 
 _COMPONENT_LINE = re.compile(r"Component (\S+) is (running|finished)\.")
@@ -136,7 +135,10 @@ def cmd_run(args, env: Environment, out=sys.stdout) -> int:
         schema_path=schema_path(),
         serving_dir=str(workdir / "serving"),
         trainer=TrainerConfig.from_custom_config(trainer_overrides),
+        split_kind=args.split,
         split_seed=args.seed,
+        eval_fraction=args.eval_fraction,
+        leave_last_n=args.leave_last_n,
         index_kind=args.index,
     )
     config_file = run_dir / "config.json"
@@ -259,7 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train, evaluate and push through the TFX pipeline")
     run.add_argument("--user", default="42", help="user shown in the closing demo")
-    run.add_argument("--seed", type=int, default=42, help="seed of the train/eval split")
+    run.add_argument("--split", choices=("random", "time", "leave_last_n"), default="random")
+    run.add_argument("--seed", type=int, default=42, help="seed of the random split")
+    run.add_argument("--eval-fraction", type=float, default=0.2, help="random and time splits")
+    run.add_argument("--leave-last-n", type=int, default=1, help="leave_last_n split")
     run.add_argument("--index", choices=("scann", "brute_force"), default="scann")
     run.add_argument("--trainer-config", help="JSON overrides, e.g. '{\"epochs\": 3}'")
     rec = sub.add_parser("recommend", help="top-k movies for a user from the pushed models")

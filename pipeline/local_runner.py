@@ -6,37 +6,21 @@ It can also be run by hand with the same arguments.
 """
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
 
+from absl import logging
 from tfx import v1 as tfx
 from tfx.orchestration import metadata
 
-from components.evaluator import METRICS_FILE, REPORT_FILE, Threshold
+from components.evaluator import METRICS_FILE, REPORT_FILE
 from components.pusher import PUSH_FILE
-from pipeline.pipeline import PipelineConfig, create_pipeline
-from trainer.config import TrainerConfig
+from pipeline.config import PipelineConfig, config_from_dict
+from pipeline.pipeline import create_pipeline
 
 # In-process Beam keeps start-up cheap for data of MovieLens size.
 DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
-
-
-def config_to_dict(config: PipelineConfig) -> dict:
-    """A JSON-friendly form of the config (inverse of :func:`config_from_dict`)."""
-    d = dataclasses.asdict(config)
-    d["trainer"] = config.trainer.to_dict()
-    d["thresholds"] = [dataclasses.asdict(t) for t in config.thresholds]
-    return d
-
-
-def config_from_dict(d: dict) -> PipelineConfig:
-    """Rebuilds a PipelineConfig written by :func:`config_to_dict`."""
-    d = dict(d)
-    d["trainer"] = TrainerConfig.from_custom_config(d.get("trainer", {}))
-    d["thresholds"] = tuple(Threshold(**t) for t in d.get("thresholds", []))
-    return PipelineConfig(**d)
 
 
 def _latest_artifact(store, type_name: str):
@@ -89,6 +73,9 @@ def main(argv=None) -> int:
     parser.add_argument("--metadata", required=True, help="SQLite ML-Metadata path")
     parser.add_argument("--results", required=True, help="where to write the results JSON")
     args = parser.parse_args(argv)
+    # INFO carries LocalDagRunner's "Component X is running/finished" lines that
+    # `movierec run` follows in this process's log.
+    logging.set_verbosity(logging.INFO)
     with open(args.config) as f:
         config = config_from_dict(json.load(f))
     results = run(config, args.metadata)

@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 
 from components import baselines, evaluation_data, metrics
-from components.evaluator import Threshold, check_thresholds, evaluate, parse_thresholds
+from components.blessing import Threshold, check_thresholds, parse_thresholds
+from components.evaluator import evaluate
 from trainer import data, export, features
 from trainer.config import TrainerConfig
 from trainer.run import train

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from components import data_home
-from components.evaluator import Threshold
+from components.blessing import Threshold
 from pipeline import local_runner
+from pipeline.config import config_from_dict
 from serving import push
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -155,7 +156,7 @@ def test_recommend_cli_json(first_run):
 
 def test_unblessed_model_is_not_pushed(first_run, tmp_path):
     workdir, _, summary = first_run
-    config = local_runner.config_from_dict(summary["config"])
+    config = config_from_dict(summary["config"])
     # An impossible bar: recall@10 ten times popularity's.
     config = dataclasses.replace(
         config,
