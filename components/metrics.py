@@ -86,6 +86,24 @@ def _compare(scores, rows, cols):
     return greater, ties
 
 
+def _seen_at_or_above(scores, batch_seen: sp.csr_matrix, rows, cols):
+    """Per positive: its user's other seen movies scoring >= it, and whether it was seen.
+
+    Works on the sparse seen entries only, so the seen-excluded rank costs no second dense
+    pass: rank_excl = (others scoring >= positive) - (seen others scoring >= positive).
+    """
+    nnz = np.diff(batch_seen.indptr)[rows]
+    owner = np.repeat(np.arange(len(rows)), nnz)
+    offsets = np.arange(nnz.sum()) - np.repeat(np.cumsum(nnz) - nnz, nnz)
+    items = batch_seen.indices[np.repeat(batch_seen.indptr[rows], nnz) + offsets]
+    positive = scores[rows, cols]
+    is_positive = items == cols[owner]
+    at_or_above = (scores[rows[owner], items] >= positive[owner]) & ~is_positive
+    seen_ge = np.bincount(owner, at_or_above, minlength=len(rows)).astype(np.int64)
+    positive_seen = np.bincount(owner, is_positive, minlength=len(rows)) > 0
+    return seen_ge, positive_seen
+
+
 def rank_eval_pairs(
     score_fn: ScoreFn,
     eval_users: np.ndarray,
@@ -130,15 +148,17 @@ def rank_eval_pairs(
         scores = np.array(score_fn(batch_users), dtype=np.float32, copy=True)
         rows = np.searchsorted(batch_users, eval_users[idx])
         cols = eval_movies[idx]
-        greater_incl[idx], _ = _compare(scores, rows, cols)
-        positive_seen = np.zeros(len(idx), bool)
-        if seen is not None:
-            mask = seen[batch_users].toarray().astype(bool)
-            positive_seen = mask[rows, cols]
-            scores[mask] = -np.inf
         greater, ties = _compare(scores, rows, cols)
-        rank_excl[idx] = np.where(positive_seen, num_movies, greater + ties)
-        part = np.argpartition(-scores, top_n - 1, axis=1)[:, :top_n]
+        greater_incl[idx] = greater
+        if seen is not None:
+            batch_seen = seen[batch_users]
+            seen_ge, positive_seen = _seen_at_or_above(scores, batch_seen, rows, cols)
+            rank_excl[idx] = np.where(positive_seen, num_movies, greater + ties - seen_ge)
+            coo = batch_seen.tocoo()
+            scores[coo.row, coo.col] = -np.inf  # no seen movie in the top lists
+        else:
+            rank_excl[idx] = greater + ties
+        part = np.argpartition(scores, num_movies - top_n, axis=1)[:, num_movies - top_n :]
         part_scores = np.take_along_axis(scores, part, axis=1)
         best_first = np.argsort(-part_scores, axis=1, kind="stable")
         top = np.take_along_axis(part, best_first, axis=1)
