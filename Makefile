@@ -15,7 +15,7 @@ endif
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup run test test-fast bench lint clean
+.PHONY: setup run test test-fast bench lint clean browser
 
 setup: $(STAMP)
 
@@ -33,8 +33,16 @@ $(STAMP): pyproject.toml scripts/find-python.sh
 run: $(STAMP)
 	$(VENV)/bin/movierec run $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+# The report test renders report.html in Debian's headless chromium.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the report test"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 test-fast: $(STAMP)
 	$(PY) -m pytest tests -m "not e2e" $(PYTEST_ARGS)

@@ -1,6 +1,6 @@
-"""``make bench``: wall time of the pipeline and Trainer throughput against the tutorial.
+"""``make bench``: pipeline wall time, Trainer throughput against the tutorial, evaluation.
 
-Usage: python -m bench [pipeline] [trainer] [--repeats N]
+Usage: python -m bench [pipeline] [trainer] [evaluation] [--repeats N]
 
 Figures are printed (medians over repeats, ratios within one run); nothing is asserted.
 """
@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from bench.evaluation import bench_evaluation
 from bench.tutorial import train_tutorial
 from components import data_home, metrics, movielens
 from trainer import data, features
@@ -134,13 +135,15 @@ def bench_pipeline() -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("what", nargs="*", default=["pipeline", "trainer"])
+    parser.add_argument("what", nargs="*", default=["pipeline", "trainer", "evaluation"])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     if "pipeline" in args.what:
         bench_pipeline()
     if "trainer" in args.what:
         bench_trainer(args.repeats)
+    if "evaluation" in args.what:
+        bench_evaluation()
     return 0
 
 

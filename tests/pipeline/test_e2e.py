@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from components import data_home
+from components import data_home, movielens
 from components.blessing import Threshold
 from pipeline import local_runner
 from pipeline.config import config_from_dict
@@ -75,6 +75,10 @@ def test_progress_lines_and_summary(first_run):
     assert model["top_k_accuracy_incl_seen@100"] > 0.234  # the tutorial model's figure
     assert summary["push"]["retrieval"]["version"] == 1
     assert summary["push"]["ranking"]["version"] == 1
+    assert evaluation["split"]["kind"] == "random" and evaluation["split"]["seed"] == 42
+    assert evaluation["previous_model"] is None
+    report = Path(summary["report"]).read_text()
+    assert "<svg" in report and f"{model['recall@10']:.4f}" in report
 
 
 def test_pushed_layout(first_run):
@@ -108,6 +112,17 @@ print(json.dumps({
 """
 
 
+def _train_movies_of(user_id: str) -> set[str]:
+    data_dir = _ml100k_dir()
+    return {
+        r.movie_id
+        for r in movielens.iter_ratings(data_dir / "u.data")
+        if isinstance(r, movielens.Rating)
+        and r.user_id == user_id
+        and movielens.split_of(r.user_id, r.movie_id, 42, 0.2) == "train"
+    }
+
+
 def test_fresh_process_loads_both_models(first_run):
     workdir, _, _ = first_run
     proc = subprocess.run(
@@ -122,6 +137,9 @@ def test_fresh_process_loads_both_models(first_run):
     top = out["ids"][0][:10]
     assert len(set(top)) == 10
     assert all(1 <= int(m) <= 1682 for m in top)
+    # 100 movies come back, none of them rated by user 42 in train.
+    assert len(set(out["ids"][0])) == 100
+    assert not set(out["ids"][0]) & _train_movies_of("42")
     assert out["scores"] == sorted(out["scores"], reverse=True)
     assert all(t for t in out["titles"][:10])
     assert out["known"] == [True, False]
@@ -154,20 +172,27 @@ def test_recommend_cli_json(first_run):
     assert bad.returncode == 2 and "k must be between 1 and 100" in bad.stderr
 
 
-def test_unblessed_model_is_not_pushed(first_run, tmp_path):
+def test_regression_against_the_blessed_model_is_not_pushed(first_run):
+    """A second run in the same ML-Metadata store, with a worse model (1 epoch) and
+    absolute thresholds that anything passes: only the change threshold against the
+    blessed model of the first run (found by the Resolver) can stop it."""
     workdir, _, summary = first_run
-    config = config_from_dict(summary["config"])
-    # An impossible bar: recall@10 ten times popularity's.
     config = dataclasses.replace(
-        config,
-        pipeline_root=str(tmp_path / "root"),
-        thresholds=(Threshold("recall@10", "min", 10.0, "popularity"),),
-        trainer=dataclasses.replace(config.trainer, epochs=1),
+        config_from_dict(summary["config"]),
+        thresholds=(Threshold("recall@10", "min", 0.0), Threshold("rmse", "max", 10.0)),
+        trainer=dataclasses.replace(config_from_dict(summary["config"]).trainer, epochs=1),
     )
     before = (workdir / "serving" / "models.config").read_bytes()
-    results = local_runner.run(config, str(tmp_path / "metadata.sqlite"))
-    assert results["evaluation"]["blessed"] is False
-    assert results["evaluation"]["reasons"][0].startswith("FAIL: recall@10 ")
+    results = local_runner.run(config, str(workdir / "metadata.sqlite"))
+    evaluation = results["evaluation"]
+    previous = evaluation["previous_model"]["metrics"]
+    assert previous["recall@10"] == pytest.approx(summary["evaluation"]["model"]["recall@10"])
+    assert evaluation["model"]["recall@10"] < previous["recall@10"] * 0.99
+    assert evaluation["blessed"] is False
+    assert any(
+        r.startswith("FAIL: recall@10") and "previous blessed model" in r
+        for r in evaluation["reasons"]
+    ), evaluation["reasons"]
     assert results["push"] == {"pushed": False, "reason": "model not blessed"}
     for name in ("retrieval", "ranking"):
         assert push.list_versions(workdir / "serving" / name) == [1]
