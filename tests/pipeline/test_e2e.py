@@ -6,6 +6,7 @@ Needs ml-100k under MOVIEREC_DATA_HOME (CI: ../shared/data). Takes a few minutes
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -77,8 +78,12 @@ def test_progress_lines_and_summary(first_run):
     assert summary["push"]["ranking"]["version"] == 1
     assert evaluation["split"]["kind"] == "random" and evaluation["split"]["seed"] == 42
     assert evaluation["previous_model"] is None
-    report = Path(summary["report"]).read_text()
-    assert "<svg" in report and f"{model['recall@10']:.4f}" in report
+    page = Path(summary["report"]).read_text()
+    assert page.count("<svg") >= 5  # recall curves, 4 slice families, training losses
+    cells = dict(re.findall(r'data-key="model/([^"]+)">([^<]*)<', page))
+    assert cells["recall@10"] == f"{model['recall@10']:.4f}"
+    assert cells["rmse"] == f"{model['rmse']:.4f}"
+    assert len(cells) >= 15
 
 
 def test_pushed_layout(first_run):
