@@ -23,7 +23,7 @@ import tensorflow as tf
 import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from bench.evaluation import bench_evaluation
 from bench.tutorial import train_tutorial
-from components import data_home, metrics, movielens
+from components import data_home, metrics, movielens, splits
 from trainer import data, features
 from trainer.config import TrainerConfig
 from trainer.run import train
@@ -36,7 +36,7 @@ def load_ml100k(seed: int = 42, eval_fraction: float = 0.2):
     ratings = [r for r in ratings if not isinstance(r, movielens.Reject)]
     is_eval = np.array(
         [
-            movielens.split_of(r.user_id, r.movie_id, seed, eval_fraction) == features.EVAL_SPLIT
+            splits.split_of(r.user_id, r.movie_id, seed, eval_fraction) == features.EVAL_SPLIT
             for r in ratings
         ]
     )

@@ -65,7 +65,7 @@ def _run_scale(num_users, num_movies):
 
 
 def _run_ml100k():
-    from components import baselines, data_home, evaluation_data, metrics, movielens
+    from components import baselines, data_home, evaluation_data, metrics, movielens, splits
     from trainer import features
 
     data_dir = data_home.ensure_ml100k(data_home.resolve_data_home(os.environ))
@@ -73,7 +73,7 @@ def _run_ml100k():
     rows = [
         r for r in movielens.iter_ratings(data_dir / "u.data") if isinstance(r, movielens.Rating)
     ]
-    split = [movielens.split_of(r.user_id, r.movie_id, 42, 0.2) for r in rows]
+    split = [splits.split_of(r.user_id, r.movie_id, 42, 0.2) for r in rows]
 
     def cols(name):
         part = [r for r, s in zip(rows, split, strict=True) if s == name]

@@ -18,7 +18,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils
 from tfx.types.standard_artifacts import Examples
 
-from components import movielens
+from components import movielens, splits
 from trainer import features
 
 RATINGS_FILE = "u.data"
@@ -111,14 +111,14 @@ class _RejectLog:
 
 
 def write_movielens_examples(
-    data_dir: str, examples_uri: str, catalogue_uri: str, *, split: movielens.SplitConfig
+    data_dir: str, examples_uri: str, catalogue_uri: str, *, split: splits.SplitConfig
 ) -> dict:
     """Writes the rating examples (train/eval) and the catalogue examples.
 
     Every line of u.item, u.user and u.data either becomes an example or is listed in
     ``<examples_uri>/rejects.csv`` (columns file, line, reason, raw). A pair rated more than once
     keeps its latest rating. Each kept rating goes to the split ``split`` gives it; the split
-    used is written to ``<examples_uri>/split.json`` (``movielens.SplitPlan.to_dict``).
+    used is written to ``<examples_uri>/split.json`` (``splits.SplitPlan.to_dict``).
 
     u.data is read twice (``movielens.split_ratings``); the memory it needs grows with the
     number of kept ratings, see there.
@@ -185,7 +185,7 @@ def _read_all(read, path: str, rejects: _RejectLog, what: str) -> dict:
 
 def _write_ratings(
     records: Iterator[movielens.Rating | movielens.Reject],
-    plan: movielens.SplitPlan,
+    plan: splits.SplitPlan,
     movies: dict[str, movielens.Movie],
     users: dict[str, movielens.User],
     examples_uri: str,
@@ -216,7 +216,7 @@ def MovieLensExampleGen(
     catalogue: OutputArtifact[Examples],
     seed: Parameter[int] = 42,
     eval_fraction: Parameter[float] = 0.2,
-    split_kind: Parameter[str] = movielens.SPLIT_RANDOM,
+    split_kind: Parameter[str] = splits.SPLIT_RANDOM,
     leave_last_n: Parameter[int] = 1,
 ):
     """Reads ml-100k from ``data_dir`` into rating examples and catalogue examples.
@@ -229,10 +229,10 @@ def MovieLensExampleGen(
       catalogue: one example per movie, split ``catalogue``; custom property ``num_catalogue``.
       seed: seed of the random split.
       eval_fraction: expected share (random) or timestamp quantile (time) of the eval split.
-      split_kind: ``"random"``, ``"time"`` or ``"leave_last_n"``; see ``movielens.SplitConfig``.
+      split_kind: ``"random"``, ``"time"`` or ``"leave_last_n"``; see ``splits.SplitConfig``.
       leave_last_n: ratings held out per user by the leave_last_n split.
     """
-    split = movielens.SplitConfig(
+    split = splits.SplitConfig(
         kind=split_kind, seed=seed, eval_fraction=eval_fraction, leave_last_n=leave_last_n
     )
     stats = write_movielens_examples(data_dir, examples.uri, catalogue.uri, split=split)

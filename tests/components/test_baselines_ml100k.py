@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from components import baselines, data_home, evaluation_data, metrics, movielens
+from components import baselines, data_home, evaluation_data, metrics, movielens, splits
 from trainer import features
 
 # Measured figures: top-100 incl. seen (TFRS metric), recall@10 and @100 excl. seen, RMSE.
@@ -25,7 +25,7 @@ def ml100k():
     ratings = [
         r for r in movielens.iter_ratings(data_dir / "u.data") if isinstance(r, movielens.Rating)
     ]
-    split = [movielens.split_of(r.user_id, r.movie_id, 42, 0.2) for r in ratings]
+    split = [splits.split_of(r.user_id, r.movie_id, 42, 0.2) for r in ratings]
 
     def columns(name):
         rows = [r for r, s in zip(ratings, split, strict=True) if s == name]

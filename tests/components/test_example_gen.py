@@ -13,11 +13,11 @@ from tfx import v1 as tfx
 from tfx.orchestration import metadata
 from tfx.types import artifact_utils
 
-from components import example_gen, movielens
+from components import example_gen, movielens, splits
 from trainer import features
 
 SEED, EVAL_FRACTION = 42, 0.5
-RANDOM = movielens.SplitConfig(seed=SEED, eval_fraction=EVAL_FRACTION)
+RANDOM = splits.SplitConfig(seed=SEED, eval_fraction=EVAL_FRACTION)
 
 ITEM_LINES = [
     "1|Toy Story (1995)|01-Jan-1995||http://x|0|0|0|1|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0",
@@ -173,9 +173,9 @@ def test_splits_follow_split_of(written):
     stats, examples_uri, _ = written
     rows = _by_pair(examples_uri)
     for (user_id, movie_id), (split, _) in rows.items():
-        assert split == movielens.split_of(user_id, movie_id, SEED, EVAL_FRACTION)
+        assert split == splits.split_of(user_id, movie_id, SEED, EVAL_FRACTION)
     expected_eval = sum(
-        movielens.split_of(u, m, SEED, EVAL_FRACTION) == features.EVAL_SPLIT for u, m in KEPT_PAIRS
+        splits.split_of(u, m, SEED, EVAL_FRACTION) == features.EVAL_SPLIT for u, m in KEPT_PAIRS
     )
     assert 0 < expected_eval < len(KEPT_PAIRS)  # both splits are exercised with this seed
     assert stats["num_eval"] == expected_eval
@@ -225,7 +225,7 @@ SPLIT_KEPT_PAIRS = {
 }
 
 
-def _write_split(tmp_path: Path, split: movielens.SplitConfig) -> tuple[dict, dict, dict]:
+def _write_split(tmp_path: Path, split: splits.SplitConfig) -> tuple[dict, dict, dict]:
     """Writes SPLIT_DATA_LINES with ``split``: (stats, split.json, split name -> pairs)."""
     data_dir = _write_dataset(tmp_path / "d", SPLIT_ITEM_LINES, USER_LINES[:3], SPLIT_DATA_LINES)
     examples_uri = str(tmp_path / "ex")
@@ -243,7 +243,7 @@ def _write_split(tmp_path: Path, split: movielens.SplitConfig) -> tuple[dict, di
 
 
 def test_time_split_holds_out_ratings_after_the_cutoff(tmp_path):
-    split = movielens.SplitConfig(kind="time", seed=5, eval_fraction=0.3)
+    split = splits.SplitConfig(kind="time", seed=5, eval_fraction=0.3)
     stats, recorded, pairs = _write_split(tmp_path, split)
     # Sorted kept timestamps: 50 100 150 200 300 300 400 500. Rank ceil(0.7 * 8) = 6 -> 300.
     # Both ratings at 300 stay in train, so 2 of 8 are eval. Counting the rejected lines
@@ -273,7 +273,7 @@ def test_time_split_holds_out_ratings_after_the_cutoff(tmp_path):
     ],
 )
 def test_leave_last_n_split_holds_out_each_users_latest(tmp_path, n, expected_eval):
-    split = movielens.SplitConfig(kind="leave_last_n", leave_last_n=n)
+    split = splits.SplitConfig(kind="leave_last_n", leave_last_n=n)
     _, recorded, pairs = _write_split(tmp_path, split)
     assert recorded == {
         "kind": "leave_last_n",
@@ -353,8 +353,8 @@ def test_rejects_are_counted_and_listed(written):
     "split",
     [
         RANDOM,
-        movielens.SplitConfig(kind="time", eval_fraction=0.3),
-        movielens.SplitConfig(kind="leave_last_n", leave_last_n=1),
+        splits.SplitConfig(kind="time", eval_fraction=0.3),
+        splits.SplitConfig(kind="leave_last_n", leave_last_n=1),
     ],
     ids=lambda split: split.kind,
 )
@@ -410,7 +410,7 @@ def _real_ml100k() -> str:
 
 def test_real_ml100k(tmp_path):
     stats = example_gen.write_movielens_examples(
-        _real_ml100k(), str(tmp_path / "ex"), str(tmp_path / "cat"), split=movielens.SplitConfig()
+        _real_ml100k(), str(tmp_path / "ex"), str(tmp_path / "cat"), split=splits.SplitConfig()
     )
     total = stats["num_train"] + stats["num_eval"]
     assert total == 100_000
@@ -448,7 +448,7 @@ def _rows(columns: dict[str, np.ndarray]):
 
 def test_real_ml100k_time_and_leave_last_n(tmp_path):
     data_dir = _real_ml100k()
-    split = movielens.SplitConfig(kind="time", eval_fraction=0.2)
+    split = splits.SplitConfig(kind="time", eval_fraction=0.2)
     stats = example_gen.write_movielens_examples(
         data_dir, str(tmp_path / "time"), str(tmp_path / "cat"), split=split
     )
@@ -459,7 +459,7 @@ def test_real_ml100k_time_and_leave_last_n(tmp_path):
     assert eval_[features.TIMESTAMP].min() > train[features.TIMESTAMP].max()
     assert stats["split"]["cutoff_timestamp"] == train[features.TIMESTAMP].max()
 
-    split = movielens.SplitConfig(kind="leave_last_n", leave_last_n=1)
+    split = splits.SplitConfig(kind="leave_last_n", leave_last_n=1)
     stats = example_gen.write_movielens_examples(
         data_dir, str(tmp_path / "last"), str(tmp_path / "cat"), split=split
     )
@@ -479,7 +479,7 @@ LAST_2_EVAL_PAIRS = {("2", "1"), ("2", "4")}
 RANDOM_EVAL_PAIRS = {
     (u, m)
     for u, m in KEPT_PAIRS
-    if movielens.split_of(u, m, SEED, EVAL_FRACTION) == features.EVAL_SPLIT
+    if splits.split_of(u, m, SEED, EVAL_FRACTION) == features.EVAL_SPLIT
 }
 
 

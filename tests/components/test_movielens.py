@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components import movielens
+from components import movielens, splits
 from components.movielens import Movie, Rating, Reject, User
 from trainer import features
 
@@ -122,23 +122,23 @@ def test_iter_ratings_without_catalogue_checks_nothing_else(tmp_path):
 def test_split_of_fraction_and_seed():
     pairs = [(str(u), str(m)) for u in range(200) for m in range(100)]
     for fraction in (0.0, 0.1, 0.2, 0.5, 1.0):
-        splits = [movielens.split_of(u, m, 42, fraction) for u, m in pairs]
-        n_eval = splits.count(features.EVAL_SPLIT)
+        assigned = [splits.split_of(u, m, 42, fraction) for u, m in pairs]
+        n_eval = assigned.count(features.EVAL_SPLIT)
         # Binomial(20000, p): 5 standard deviations is at most 0.018 of the pairs.
         assert abs(n_eval / len(pairs) - fraction) <= 0.018
-    splits_42 = [movielens.split_of(u, m, 42, 0.5) for u, m in pairs[:500]]
-    splits_43 = [movielens.split_of(u, m, 43, 0.5) for u, m in pairs[:500]]
+    splits_42 = [splits.split_of(u, m, 42, 0.5) for u, m in pairs[:500]]
+    splits_43 = [splits.split_of(u, m, 43, 0.5) for u, m in pairs[:500]]
     assert set(splits_42) == {features.TRAIN_SPLIT, features.EVAL_SPLIT}
     assert splits_42 != splits_43
     with pytest.raises(ValueError, match="eval_fraction"):
-        movielens.split_of("1", "1", 42, 1.5)
+        splits.split_of("1", "1", 42, 1.5)
 
 
 def test_split_of_is_the_same_in_another_process():
     pairs = [(str(u), str(m)) for u in range(1, 30) for m in range(1, 30)]
     code = (
-        "from components import movielens;"
-        f"print(''.join(movielens.split_of(u, m, 7, 0.3)[0] for u, m in {pairs!r}))"
+        "from components import splits;"
+        f"print(''.join(splits.split_of(u, m, 7, 0.3)[0] for u, m in {pairs!r}))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -147,7 +147,7 @@ def test_split_of_is_the_same_in_another_process():
         text=True,
         check=True,
     ).stdout.strip()
-    assert out == "".join(movielens.split_of(u, m, 7, 0.3)[0] for u, m in pairs)
+    assert out == "".join(splits.split_of(u, m, 7, 0.3)[0] for u, m in pairs)
 
 
 @pytest.mark.parametrize(
@@ -169,32 +169,32 @@ def test_split_of_is_the_same_in_another_process():
 )
 def test_split_config_rejects_bad_values_naming_the_field(kwargs, field):
     with pytest.raises(ValueError, match=f"^{field} must be") as e:
-        movielens.SplitConfig(**kwargs)
+        splits.SplitConfig(**kwargs)
     assert repr(next(iter(kwargs.values()))) in str(e.value)
 
 
 def test_split_config_json_round_trip():
-    config = movielens.SplitConfig(kind="leave_last_n", seed=7, eval_fraction=1, leave_last_n=3)
+    config = splits.SplitConfig(kind="leave_last_n", seed=7, eval_fraction=1, leave_last_n=3)
     assert config.eval_fraction == 1.0 and isinstance(config.eval_fraction, float)
     text = config.to_json()
     assert text == '{"kind": "leave_last_n", "seed": 7, "eval_fraction": 1.0, "leave_last_n": 3}'
-    assert movielens.SplitConfig.from_json(text) == config
-    assert movielens.SplitConfig.from_json("{}") == movielens.SplitConfig()
+    assert splits.SplitConfig.from_json(text) == config
+    assert splits.SplitConfig.from_json("{}") == splits.SplitConfig()
     # A recorded split: the cutoff is data, not config.
     recorded = '{"kind": "time", "seed": 1, "eval_fraction": 0.3, "leave_last_n": 1, '
     recorded += '"cutoff_timestamp": 300}'
-    assert movielens.SplitConfig.from_json(recorded) == movielens.SplitConfig("time", 1, 0.3, 1)
+    assert splits.SplitConfig.from_json(recorded) == splits.SplitConfig("time", 1, 0.3, 1)
     with pytest.raises(ValueError, match=r"unknown SplitConfig fields \['cutoff', 'n'\]"):
-        movielens.SplitConfig.from_json('{"n": 2, "cutoff": 3}')
+        splits.SplitConfig.from_json('{"n": 2, "cutoff": 3}')
     with pytest.raises(ValueError, match="JSON object"):
-        movielens.SplitConfig.from_json("[1]")
+        splits.SplitConfig.from_json("[1]")
     with pytest.raises(ValueError, match="^kind must be"):
-        movielens.SplitConfig.from_json('{"kind": "by_user"}')
+        splits.SplitConfig.from_json('{"kind": "by_user"}')
 
 
 def _time_plan(timestamps, eval_fraction):
-    config = movielens.SplitConfig(kind="time", eval_fraction=eval_fraction)
-    return movielens.plan_split(config, [(str(i), "1", t) for i, t in enumerate(timestamps)])
+    config = splits.SplitConfig(kind="time", eval_fraction=eval_fraction)
+    return splits.plan_split(config, [(str(i), "1", t) for i, t in enumerate(timestamps)])
 
 
 def test_time_cutoff_hand_worked():
@@ -208,8 +208,8 @@ def test_time_cutoff_hand_worked():
     # 5, 5, 5, 9: rank ceil(0.5 * 4) = 2 -> 5; the ties stay in train, so 1 of 4 is eval.
     plan = _time_plan([9, 5, 5, 5], 0.5)
     assert plan.cutoff_timestamp == 5
-    splits = [plan.split_of(Rating("u", "1", 3.0, t)) for t in (4, 5, 6, 9)]
-    assert splits == [features.TRAIN_SPLIT, features.TRAIN_SPLIT] + [features.EVAL_SPLIT] * 2
+    assigned = [plan.split_of(Rating("u", "1", 3.0, t)) for t in (4, 5, 6, 9)]
+    assert assigned == [features.TRAIN_SPLIT, features.TRAIN_SPLIT] + [features.EVAL_SPLIT] * 2
     assert _time_plan([], 0.2).cutoff_timestamp is None
     assert plan.to_dict() == {
         "kind": "time",
@@ -256,12 +256,12 @@ def test_leave_last_n_plan():
         4: set(),
     }
     for n, pairs in expected.items():
-        config = movielens.SplitConfig(kind="leave_last_n", leave_last_n=n)
-        plan = movielens.plan_split(config, ratings)
+        config = splits.SplitConfig(kind="leave_last_n", leave_last_n=n)
+        plan = splits.plan_split(config, ratings)
         assert plan.eval_pairs == pairs
         assert plan.cutoff_timestamp is None
-        splits = {(u, m): plan.split_of(Rating(u, m, 1.0, t)) for u, m, t in ratings}
-        assert {pair for pair, split in splits.items() if split == features.EVAL_SPLIT} == pairs
+        assigned = {(u, m): plan.split_of(Rating(u, m, 1.0, t)) for u, m, t in ratings}
+        assert {pair for pair, split in assigned.items() if split == features.EVAL_SPLIT} == pairs
 
 
 def test_leave_last_n_matches_sorting_reference():
@@ -275,8 +275,8 @@ def test_leave_last_n_matches_sorting_reference():
     )
     rows = [(u, m, t) for (u, m), t in ratings]
     for n in (1, 2, 3, 5):
-        config = movielens.SplitConfig(kind="leave_last_n", leave_last_n=n)
-        assert movielens.plan_split(config, rows).eval_pairs == _leave_last_n_reference(rows, n)
+        config = splits.SplitConfig(kind="leave_last_n", leave_last_n=n)
+        assert splits.plan_split(config, rows).eval_pairs == _leave_last_n_reference(rows, n)
 
 
 def test_split_ratings_plans_from_kept_ratings_only(tmp_path):
@@ -284,8 +284,8 @@ def test_split_ratings_plans_from_kept_ratings_only(tmp_path):
     # rating (t=99) would move the cutoff if they did.
     lines = ["5\t9\t1\t10", "5\t9\t5\t1", "6\t9\t0\t99", "6\t9\t4\t20"]
     path = _write(tmp_path / "u.data", lines)
-    plan, records = movielens.split_ratings(path, movielens.SplitConfig("time", eval_fraction=0.5))
+    plan, records = movielens.split_ratings(path, splits.SplitConfig("time", eval_fraction=0.5))
     assert plan.cutoff_timestamp == 10
     assert list(records) == list(movielens.iter_ratings(path))
-    random_plan, _ = movielens.split_ratings(path, movielens.SplitConfig(seed=3))
-    assert random_plan.split_of(Rating("5", "9", 1.0, 10)) == movielens.split_of("5", "9", 3, 0.2)
+    random_plan, _ = movielens.split_ratings(path, splits.SplitConfig(seed=3))
+    assert random_plan.split_of(Rating("5", "9", 1.0, 10)) == splits.split_of("5", "9", 3, 0.2)

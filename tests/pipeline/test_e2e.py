@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from components import data_home, movielens
+from components import data_home, movielens, splits
 from components.blessing import Threshold
 from pipeline import local_runner
 from pipeline.config import config_from_dict
@@ -124,7 +124,7 @@ def _train_movies_of(user_id: str) -> set[str]:
         for r in movielens.iter_ratings(data_dir / "u.data")
         if isinstance(r, movielens.Rating)
         and r.user_id == user_id
-        and movielens.split_of(r.user_id, r.movie_id, 42, 0.2) == "train"
+        and splits.split_of(r.user_id, r.movie_id, 42, 0.2) == "train"
     }
 
 

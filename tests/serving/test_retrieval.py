@@ -41,8 +41,14 @@ def test_top_k_of_unseen_movies_equals_numpy(trained, tmp_path, kind):
     titles = np.array([f"Title {i}" for i in range(NUM_MOVIES + 5)], dtype=object)
     out_dir = str(tmp_path / kind)
     retrieval.export_retrieval_model(
-        path, ids, titles, np.array([u for u, _ in seen]), np.array([m for _, m in seen]),
-        out_dir, index_kind=kind, k=10,
+        path,
+        ids,
+        titles,
+        np.array([u for u, _ in seen]),
+        np.array([m for _, m in seen]),
+        out_dir,
+        index_kind=kind,
+        k=10,
     )
     loaded = index_lib.load_saved_model(out_dir)
     queries = ["u0", "u1", "u7", "stranger"]
