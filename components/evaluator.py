@@ -21,6 +21,7 @@ from tfx.utils import path_utils
 from components import baselines, evaluation_data, examples_io, metrics
 from components.blessing import Threshold, check_regression, check_thresholds, parse_thresholds
 from trainer import features
+from trainer.run import TRAINING_SUMMARY
 
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
@@ -30,7 +31,6 @@ NOT_BLESSED_FILE = "NOT_BLESSED"
 BLESSED_PROPERTY = "blessed"
 CURRENT_MODEL_ID_PROPERTY = "current_model_id"
 CURRENT_MODEL_PROPERTY = "current_model"
-TRAINING_SUMMARY = "training.json"  # written by trainer.run into the model run directory
 _BATCH = 8192
 
 

@@ -74,7 +74,7 @@ def _follow(proc: subprocess.Popen, log_path: Path, out) -> dict[str, float]:
             name, state = m.groups()
             if state == "running":
                 started[name] = time.perf_counter()
-                print(f"  {name:<22}", end=" ", file=out, flush=True)
+                print(f"  {name:<30}", end=" ", file=out, flush=True)
             elif name in started:
                 durations[name] = time.perf_counter() - started[name]
                 print(f"done in {durations[name]:6.1f} s", file=out, flush=True)
@@ -162,7 +162,7 @@ def cmd_run(args, env: Environment, out=sys.stdout) -> int:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"},
+            env=_child_env(),
         )
     durations = _follow(proc, log_path, out)
     total = time.perf_counter() - start
@@ -175,7 +175,7 @@ def cmd_run(args, env: Environment, out=sys.stdout) -> int:
         print("\n".join(tail), file=sys.stderr)
         return 1
     results = json.loads(results_file.read_text())
-    print(f"  {'total':<22} {total:6.1f} s", file=out)
+    print(f"  {'total':<30} {total:6.1f} s", file=out)
     _print_results(results, out)
     summary = {
         "run_id": run_id,
@@ -190,37 +190,56 @@ def cmd_run(args, env: Environment, out=sys.stdout) -> int:
         "log": str(log_path),
     }
     if results.get("push", {}).get("pushed") or (workdir / "serving").exists():
-        summary["demo"] = _demo(workdir / "serving", args.user, out)
+        summary["demo"] = _demo(workdir / "serving", args.user, log_path, out)
     summary_path = run_dir / "summary.json"
     summary_path.write_text(json.dumps(summary, indent=2))
     print(f"\nRun summary: {summary_path}", file=out)
     return 0
 
 
-def _demo(serving_dir: Path, user: str, out) -> dict:
-    from serving.client import PushedModels
-
-    try:
-        models = PushedModels(serving_dir)
-    except FileNotFoundError as e:
-        print(f"\n{e}", file=out)
+def _demo(serving_dir: Path, user: str, log_path: Path, out) -> dict:
+    """Top 10 for one user, read back in a fresh process from the pushed models."""
+    with open(log_path, "a") as log:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pipeline.cli",
+                "recommend",
+                "--user",
+                user,
+                "--k",
+                "10",
+                "--json",
+                "--serving-dir",
+                str(serving_dir),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env=_child_env(),
+        )
+    if proc.returncode != 0:
+        print(f"\nCould not read the pushed models back (see {log_path}).", file=out)
         return {}
-    recs, known = models.recommend(user, 10)
+    demo = json.loads(proc.stdout)
+    versions = demo["model_versions"]
     print(
-        f"\nTop 10 for user {user} from retrieval v{models.versions['retrieval']} "
-        f"(fresh load of {models.paths['retrieval']}):",
+        f"\nTop 10 for user {user} (retrieval v{versions['retrieval']}, ranking "
+        f"v{versions['ranking']}, loaded from {serving_dir} in a fresh process):",
         file=out,
     )
-    for i, r in enumerate(recs, 1):
+    for i, r in enumerate(demo["recommendations"], 1):
         print(
-            f"  {i:>2}. {r.title}  (movie {r.movie_id}, predicted rating {r.predicted_rating:.2f})",
+            f"  {i:>2}. {r['title']}  (movie {r['movie_id']}, "
+            f"predicted rating {r['predicted_rating']:.2f})",
             file=out,
         )
-    return {
-        "user_id": user,
-        "known_user": known,
-        "recommendations": [dataclasses.asdict(r) for r in recs],
-    }
+    return demo
+
+
+def _child_env() -> dict:
+    return {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 def cmd_recommend(args, env: Environment, out=sys.stdout) -> int:
