@@ -23,8 +23,6 @@ from components.evaluator import BLESSED_PROPERTY
 from serving import push, retrieval
 from trainer import features
 
-RETRIEVAL = "retrieval"
-RANKING = "ranking"
 PUSH_FILE = "push.json"
 
 
@@ -55,20 +53,20 @@ def push_models(
         catalogue[features.MOVIE_TITLE],
         seen[features.USER_ID],
         seen[features.MOVIE_ID],
-        str(staging / RETRIEVAL),
+        str(staging / push.RETRIEVAL),
         index_kind=index_kind,
         k=retrieval_k,
     )
     # The trained SavedModel already is the ranking model (rating as serving_default).
     tf.io.gfile.makedirs(str(staging))
-    _copy_tree(trained_model_dir, str(staging / RANKING))
+    _copy_tree(trained_model_dir, str(staging / push.RANKING))
     serving = Path(serving_dir)
     result = {}
-    for name in (RETRIEVAL, RANKING):
+    for name in push.MODEL_NAMES:
         version, path = push.push_atomically(staging / name, serving / name)
         result[name] = {"version": version, "path": str(path)}
     result["models_config"] = str(
-        push.write_models_config(serving, {n: serving / n for n in (RETRIEVAL, RANKING)})
+        push.write_models_config(serving, {n: serving / n for n in push.MODEL_NAMES})
     )
     return result
 
@@ -109,7 +107,7 @@ def MovieRecPusher(  # noqa: N802 (TFX component names are classes)
             retrieval_k=retrieval_k,
         )
         result["pushed"] = True
-        for name in (RETRIEVAL, RANKING):
+        for name in push.MODEL_NAMES:
             pushed_model.set_int_custom_property(f"{name}_version", result[name]["version"])
             pushed_model.set_string_custom_property(f"{name}_path", result[name]["path"])
     pushed_model.set_int_custom_property("pushed", int(result["pushed"]))

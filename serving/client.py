@@ -14,9 +14,6 @@ from serving import index as index_lib
 from serving import push
 from trainer import features
 
-RETRIEVAL = "retrieval"
-RANKING = "ranking"
-
 
 @dataclasses.dataclass(frozen=True)
 class Recommendation:
@@ -39,7 +36,7 @@ class PushedModels:
         serving_dir = Path(serving_dir)
         self.versions = {}
         paths = {}
-        for name in (RETRIEVAL, RANKING):
+        for name in push.MODEL_NAMES:
             versions = push.list_versions(serving_dir / name)
             if not versions:
                 raise FileNotFoundError(
@@ -48,8 +45,8 @@ class PushedModels:
             self.versions[name] = versions[-1]
             paths[name] = serving_dir / name / str(versions[-1])
         self.paths = paths
-        self.retrieval = index_lib.load_saved_model(str(paths[RETRIEVAL]))
-        self.ranking = tf.saved_model.load(str(paths[RANKING]))
+        self.retrieval = index_lib.load_saved_model(str(paths[push.RETRIEVAL]))
+        self.ranking = tf.saved_model.load(str(paths[push.RANKING]))
 
     def recommend(self, user_id: str, k: int = 10) -> tuple[list[Recommendation], bool]:
         """Top-k movies for one user, with the ranking model's predicted rating of each.

@@ -34,6 +34,11 @@ SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 
 _VERSION = re.compile(r"[0-9]+")
 
+# The models of a serving directory: <serving_dir>/<name>/<version>/.
+RETRIEVAL = "retrieval"
+RANKING = "ranking"
+MODEL_NAMES = (RETRIEVAL, RANKING)
+
 
 def list_versions(model_base: Path) -> list[int]:
     """The versions under one model's base path, ascending.
