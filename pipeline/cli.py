@@ -275,6 +275,37 @@ def cmd_recommend(args, env: Environment, out=sys.stdout) -> int:
     return 0
 
 
+def cmd_export_tflite(args, env: Environment, out=sys.stdout) -> int:
+    from serving import push, tflite
+
+    serving_dir = Path(args.serving_dir) if args.serving_dir else env.workdir / "serving"
+    versions = push.list_versions(serving_dir / push.RANKING)
+    if not versions:
+        print(
+            f"movierec: no pushed ranking model under {serving_dir / push.RANKING}", file=sys.stderr
+        )
+        return 2
+    source = serving_dir / push.RANKING / str(versions[-1])
+    target = (
+        Path(args.out) if args.out else serving_dir / "tflite" / f"ranking-{versions[-1]}.tflite"
+    )
+    tflite.export_tflite(source, target)
+    try:
+        diff = tflite.parity(source, target, num_pairs=1000)
+    except ValueError as e:
+        print(f"movierec: {e}", file=sys.stderr)
+        return 2
+    print(f"{target} ({target.stat().st_size} bytes) from ranking v{versions[-1]}", file=out)
+    print(f"max |TFLite - SavedModel| over 1000 random pairs: {diff:.2e}", file=out)
+    if diff > 1e-4:
+        print(
+            "movierec: the TFLite model differs from the SavedModel by more than 1e-4",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="movierec", description="Movie recommendation with TFX.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -291,15 +322,17 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--k", type=int, default=10)
     rec.add_argument("--json", action="store_true", help="print JSON")
     rec.add_argument("--serving-dir", help="default: $MOVIEREC_WORKDIR/serving")
+    tfl = sub.add_parser("export-tflite", help="convert the newest ranking model to TFLite")
+    tfl.add_argument("--serving-dir", help="default: $MOVIEREC_WORKDIR/serving")
+    tfl.add_argument("--out", help="default: <serving dir>/tflite/ranking-<version>.tflite")
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     env = Environment.from_env(os.environ)
-    if args.command == "run":
-        return cmd_run(args, env)
-    return cmd_recommend(args, env)
+    commands = {"run": cmd_run, "recommend": cmd_recommend, "export-tflite": cmd_export_tflite}
+    return commands[args.command](args, env)
 
 
 if __name__ == "__main__":

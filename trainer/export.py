@@ -39,6 +39,10 @@ class ServingModule(tf.Module):
         self.num_movies = len(vocabularies.movies)
         self.user_table = lookup_table(vocabularies.users)
         self.movie_table = lookup_table(vocabularies.movies)
+        # The vocabularies themselves, readable from a loaded model (``.numpy()``) by tools
+        # such as the TFLite parity check; no signature uses them.
+        self.user_ids = tf.Variable(vocabularies.users, dtype=tf.string, trainable=False)
+        self.movie_ids = tf.Variable(vocabularies.movies, dtype=tf.string, trainable=False)
 
     @tf.function(input_signature=[_IDS, _IDS])
     def rating(self, user_id, movie_id):

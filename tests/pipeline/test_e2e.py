@@ -202,3 +202,19 @@ def test_regression_against_the_blessed_model_is_not_pushed(first_run):
     for name in ("retrieval", "ranking"):
         assert push.list_versions(workdir / "serving" / name) == [1]
     assert (workdir / "serving" / "models.config").read_bytes() == before
+
+
+def test_export_tflite_matches_the_pushed_ranking_model(first_run, tmp_path):
+    workdir, _, _ = first_run
+    out = tmp_path / "ranking.tflite"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "export-tflite", "--out", str(out)],
+        env={**ENV, "MOVIEREC_WORKDIR": str(workdir)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert out.stat().st_size > 10_000
+    diff = float(proc.stdout.split("over 1000 random pairs: ")[1].split()[0])
+    assert diff < 1e-4
