@@ -21,6 +21,7 @@ from tfx.utils import path_utils
 from components import examples_io
 from components.evaluator import BLESSED_PROPERTY
 from serving import push, retrieval
+from serving.index import BRUTE_FORCE
 from trainer import features
 
 PUSH_FILE = "push.json"
@@ -35,10 +36,11 @@ def push_models(
     index_kind: str = "scann",
     retrieval_k: int = 100,
 ) -> dict:
-    """Builds both serving models in ``staging_dir`` and pushes them into ``serving_dir``.
+    """Builds the serving models in ``staging_dir`` and pushes them into ``serving_dir``.
 
     Returns:
-      ``{"retrieval": {"version", "path"}, "ranking": {...}, "models_config": path}``.
+      ``{name: {"version", "path"}}`` for ``retrieval`` (``index_kind``),
+      ``retrieval_brute_force`` and ``ranking``, and ``"models_config": path``.
     """
     catalogue = examples_io.read_columns(
         catalogue_uri, features.CATALOGUE_SPLIT, (features.MOVIE_ID, features.MOVIE_TITLE)
@@ -47,16 +49,17 @@ def push_models(
         examples_uri, features.TRAIN_SPLIT, (features.USER_ID, features.MOVIE_ID)
     )
     staging = Path(staging_dir)
-    retrieval.export_retrieval_model(
-        trained_model_dir,
-        catalogue[features.MOVIE_ID],
-        catalogue[features.MOVIE_TITLE],
-        seen[features.USER_ID],
-        seen[features.MOVIE_ID],
-        str(staging / push.RETRIEVAL),
-        index_kind=index_kind,
-        k=retrieval_k,
-    )
+    for name, kind in ((push.RETRIEVAL, index_kind), (push.RETRIEVAL_BRUTE_FORCE, BRUTE_FORCE)):
+        retrieval.export_retrieval_model(
+            trained_model_dir,
+            catalogue[features.MOVIE_ID],
+            catalogue[features.MOVIE_TITLE],
+            seen[features.USER_ID],
+            seen[features.MOVIE_ID],
+            str(staging / name),
+            index_kind=kind,
+            k=retrieval_k,
+        )
     # The trained SavedModel already is the ranking model (rating as serving_default).
     tf.io.gfile.makedirs(str(staging))
     _copy_tree(trained_model_dir, str(staging / push.RANKING))

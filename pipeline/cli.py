@@ -108,9 +108,10 @@ def _print_results(results: dict, out) -> None:
     push = results.get("push", {})
     if push.get("pushed"):
         print("\nPushed models (TF Serving layout):", file=out)
-        for name in ("retrieval", "ranking"):
-            print(f"  {name:<10} version {push[name]['version']:<4} {push[name]['path']}", file=out)
-        print(f"  models.config      {push['models_config']}", file=out)
+        for name, pushed in push.items():
+            if isinstance(pushed, dict):
+                print(f"  {name:<22} v{pushed['version']:<4} {pushed['path']}", file=out)
+        print(f"  {'models.config':<22}       {push['models_config']}", file=out)
     elif push:
         print(
             f"\nNothing pushed: {push.get('reason')}; the previous model keeps serving.", file=out

@@ -36,7 +36,7 @@ class PushedModels:
         serving_dir = Path(serving_dir)
         self.versions = {}
         paths = {}
-        for name in push.MODEL_NAMES:
+        for name in (push.RETRIEVAL, push.RANKING):
             versions = push.list_versions(serving_dir / name)
             if not versions:
                 raise FileNotFoundError(

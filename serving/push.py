@@ -34,10 +34,13 @@ SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 
 _VERSION = re.compile(r"[0-9]+")
 
-# The models of a serving directory: <serving_dir>/<name>/<version>/.
+# The models of a serving directory: <serving_dir>/<name>/<version>/. The two retrieval
+# models share one signature: ScaNN (needs a TF Serving build with the ScaNN ops) and brute
+# force (stock ops only).
 RETRIEVAL = "retrieval"
+RETRIEVAL_BRUTE_FORCE = "retrieval_brute_force"
 RANKING = "ranking"
-MODEL_NAMES = (RETRIEVAL, RANKING)
+MODEL_NAMES = (RETRIEVAL, RETRIEVAL_BRUTE_FORCE, RANKING)
 
 
 def list_versions(model_base: Path) -> list[int]:

@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from serving import index as index_lib
-from trainer import features
+from trainer import export, features
 
 _PAIR_SEPARATOR = "\x1f"  # joins user and movie ids into one key of the seen table
 
@@ -73,6 +73,12 @@ class RetrievalModule(tf.Module):
             "known_user": user["known"],
         }
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.EXAMPLES_INPUT)])
+    def recommend_from_examples(self, examples):
+        """Serialized tf.Examples with a ``user_id`` feature -> as :meth:`recommend`."""
+        parsed = tf.io.parse_example(examples, export.EXAMPLE_SPEC)
+        return self.recommend(parsed[features.USER_ID])
+
 
 def movie_embeddings(trained, movie_ids: np.ndarray, batch: int = 8192) -> np.ndarray:
     """``[n]`` str movie ids -> ``[n, dim]`` float32 embeddings from the trained model."""
@@ -122,6 +128,9 @@ def export_retrieval_model(
     tf.saved_model.save(
         module,
         path,
-        signatures={"serving_default": module.recommend.get_concrete_function()},
+        signatures={
+            "serving_default": module.recommend.get_concrete_function(),
+            features.SIG_EXAMPLES: module.recommend_from_examples.get_concrete_function(),
+        },
         options=index_lib.SCANN_SAVE_OPTIONS if index_kind == index_lib.SCANN else None,
     )

@@ -12,6 +12,11 @@ from trainer.data import Vocabularies
 from trainer.model import JointModel
 
 _IDS = tf.TensorSpec([None], tf.string)
+# How the tf.Example signatures parse ids (the raw features ExampleGen writes).
+EXAMPLE_SPEC = {
+    features.USER_ID: tf.io.FixedLenFeature([], tf.string),
+    features.MOVIE_ID: tf.io.FixedLenFeature([], tf.string, default_value=""),
+}
 
 
 def lookup_table(vocabulary: list[str]) -> tf.lookup.StaticHashTable:
@@ -51,6 +56,12 @@ class ServingModule(tf.Module):
         movie_idx = self.movie_table.lookup(movie_id)
         return {"rating": self.model.predict_rating(user_idx, movie_idx)}
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.EXAMPLES_INPUT)])
+    def rating_from_examples(self, examples):
+        """Serialized tf.Examples with ``user_id`` and ``movie_id`` -> ``{"rating": [batch]}``."""
+        parsed = tf.io.parse_example(examples, EXAMPLE_SPEC)
+        return self.rating(parsed[features.USER_ID], parsed[features.MOVIE_ID])
+
     @tf.function(input_signature=[_IDS])
     def user_embedding(self, user_id):
         """User ids ``[batch]`` -> ``embedding`` ``[batch, dim]``, ``known`` ``[batch]`` bool."""
@@ -65,11 +76,13 @@ class ServingModule(tf.Module):
 
 
 def export_serving_model(model: JointModel, vocabularies: Vocabularies, path: str) -> None:
-    """Saves the model with its rating, user_embedding and movie_embedding signatures."""
+    """Saves the model with its rating, user_embedding, movie_embedding and tf.Example
+    signatures."""
     module = ServingModule(model, vocabularies)
     signatures = {
         features.SIG_RATING: module.rating.get_concrete_function(),
         features.SIG_USER_EMBEDDING: module.user_embedding.get_concrete_function(),
         features.SIG_MOVIE_EMBEDDING: module.movie_embedding.get_concrete_function(),
+        features.SIG_EXAMPLES: module.rating_from_examples.get_concrete_function(),
     }
     tf.saved_model.save(module, path, signatures=signatures)

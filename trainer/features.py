@@ -44,3 +44,7 @@ CATALOGUE_SPLIT = "catalogue"
 SIG_RATING = "serving_default"  # user_id, movie_id -> rating
 SIG_USER_EMBEDDING = "user_embedding"  # user_id -> embedding
 SIG_MOVIE_EMBEDDING = "movie_embedding"  # movie_id -> embedding
+# Every served model also answers on serialized tf.Examples (TF Serving's classify/regress
+# style clients): a [batch] string tensor of tf.Example protos holding the raw id features.
+SIG_EXAMPLES = "serving_examples"
+EXAMPLES_INPUT = "examples"

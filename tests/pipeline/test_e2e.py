@@ -89,11 +89,12 @@ def test_progress_lines_and_summary(first_run):
 def test_pushed_layout(first_run):
     workdir, _, summary = first_run
     serving = workdir / "serving"
-    for name in ("retrieval", "ranking"):
+    names = ("retrieval", "retrieval_brute_force", "ranking")
+    for name in names:
         assert push.list_versions(serving / name) == [1]
         assert (serving / name / "1" / "saved_model.pb").is_file()
     config = push.read_models_config(serving / "models.config")
-    assert config == {n: str(serving / n) for n in ("retrieval", "ranking")}
+    assert config == {n: str(serving / n) for n in names}
 
 
 _FRESH_LOAD = """
@@ -102,17 +103,30 @@ import trainer
 import tensorflow as tf
 from serving import index
 serving = sys.argv[1]
+users = tf.constant(["42", "no-such-user"])
 retrieval = index.load_saved_model(serving + "/retrieval/1")
-out = retrieval.signatures["serving_default"](user_id=tf.constant(["42", "no-such-user"]))
+out = retrieval.signatures["serving_default"](user_id=users)
+brute = tf.saved_model.load(serving + "/retrieval_brute_force/1")
+brute_ids = brute.signatures["serving_default"](user_id=users)["movie_ids"]
 ranking = tf.saved_model.load(serving + "/ranking/1")
 rating = ranking.signatures["serving_default"](
     user_id=tf.constant(["42", "42", "1"]), movie_id=tf.constant(["1", "50", "100"]))
+example = tf.train.Example(features=tf.train.Features(feature={
+    "user_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"42"])),
+    "movie_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"50"]))}))
+from_examples = ranking.signatures["serving_examples"](
+    examples=tf.constant([example.SerializeToString()]))["rating"]
+retrieval_examples = retrieval.signatures["serving_examples"](
+    examples=tf.constant([example.SerializeToString()]))["movie_ids"]
 print(json.dumps({
     "ids": [[m.decode() for m in row] for row in out["movie_ids"].numpy()],
+    "brute_ids": [[m.decode() for m in row] for row in brute_ids.numpy()],
+    "example_ids": [m.decode() for m in retrieval_examples.numpy()[0]],
     "titles": [t.decode() for t in out["titles"].numpy()[0]],
     "scores": out["scores"].numpy()[0].tolist(),
     "known": out["known_user"].numpy().tolist(),
     "ratings": rating["rating"].numpy().tolist(),
+    "rating_from_example": from_examples.numpy().tolist(),
 }))
 """
 
@@ -149,6 +163,11 @@ def test_fresh_process_loads_both_models(first_run):
     assert all(t for t in out["titles"][:10])
     assert out["known"] == [True, False]
     assert all(1.0 <= r <= 5.5 for r in out["ratings"]), out["ratings"]
+    # Below 10k movies ScaNN is configured exact: both retrieval models agree.
+    assert out["brute_ids"][0][:10] == top
+    # The tf.Example signatures answer like the raw ones.
+    assert out["example_ids"] == out["ids"][0]
+    assert out["rating_from_example"][0] == pytest.approx(out["ratings"][1], abs=1e-6)
 
 
 def test_recommend_cli_json(first_run):
@@ -199,7 +218,7 @@ def test_regression_against_the_blessed_model_is_not_pushed(first_run):
         for r in evaluation["reasons"]
     ), evaluation["reasons"]
     assert results["push"] == {"pushed": False, "reason": "model not blessed"}
-    for name in ("retrieval", "ranking"):
+    for name in push.MODEL_NAMES:
         assert push.list_versions(workdir / "serving" / name) == [1]
     assert (workdir / "serving" / "models.config").read_bytes() == before
 
