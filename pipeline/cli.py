@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from components import data_home
+from components import data_home, splits
 from pipeline.config import PipelineConfig, config_to_dict
 from trainer.config import TrainerConfig
 
@@ -120,6 +120,15 @@ def _print_results(results: dict, out) -> None:
 
 def cmd_run(args, env: Environment, out=sys.stdout) -> int:
     try:
+        trainer_config = TrainerConfig.from_custom_config(
+            json.loads(args.trainer_config) if args.trainer_config else {}
+        )
+        # Checked here so a bad flag fails at once, not minutes later inside ExampleGen.
+        splits.SplitConfig(args.split, args.seed, args.eval_fraction, args.leave_last_n)
+    except ValueError as e:  # json.JSONDecodeError is a ValueError too
+        print(f"movierec: invalid option: {e}", file=sys.stderr)
+        return 2
+    try:
         data_dir = data_home.ensure_ml100k(env.data_home)
     except data_home.DatasetUnavailableError as e:
         print(f"movierec: {e}", file=sys.stderr)
@@ -128,14 +137,13 @@ def cmd_run(args, env: Environment, out=sys.stdout) -> int:
     run_id = time.strftime("%Y%m%d-%H%M%S")
     run_dir = workdir / "runs" / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
-    trainer_overrides = json.loads(args.trainer_config) if args.trainer_config else {}
     config = PipelineConfig(
         pipeline_name="movierec",
         pipeline_root=str(workdir / "pipeline_root"),
         data_dir=str(data_dir),
         schema_path=schema_path(),
         serving_dir=str(workdir / "serving"),
-        trainer=TrainerConfig.from_custom_config(trainer_overrides),
+        trainer=trainer_config,
         split_kind=args.split,
         split_seed=args.seed,
         eval_fraction=args.eval_fraction,
