@@ -1,6 +1,8 @@
-"""``make bench``: pipeline wall time, Trainer throughput against the tutorial, evaluation.
+"""``make bench``: pipeline wall time, Trainer throughput against the tutorial, evaluation,
+ingestion.
 
-Usage: python -m bench [pipeline] [trainer] [evaluation] [--repeats N]
+Usage: python -m bench [pipeline] [trainer] [evaluation] [ingest] [--repeats N]
+    [--ingest-ratings N]
 
 Figures are printed (medians over repeats, ratios within one run); nothing is asserted.
 """
@@ -22,6 +24,7 @@ import tensorflow as tf
 
 import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from bench.evaluation import bench_evaluation
+from bench.ingest import bench_ingest
 from bench.tutorial import train_tutorial
 from components import data_home, metrics, movielens, splits
 from trainer import data, features
@@ -142,8 +145,11 @@ def bench_pipeline() -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("what", nargs="*", default=["pipeline", "trainer", "evaluation"])
+    parser.add_argument("what", nargs="*", default=["pipeline", "trainer", "evaluation", "ingest"])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--ingest-ratings", type=int, default=20_000_000, help="synthetic ratings ingested"
+    )
     args = parser.parse_args(argv)
     if "pipeline" in args.what:
         bench_pipeline()
@@ -151,6 +157,8 @@ def main(argv=None) -> int:
         bench_trainer(args.repeats)
     if "evaluation" in args.what:
         bench_evaluation()
+    if "ingest" in args.what:
+        bench_ingest(args.ingest_ratings, args.repeats)
     return 0
 
 

@@ -1,39 +1,38 @@
-"""MovieLensExampleGen: MovieLens 100k files -> rating and catalogue tf.Examples.
+"""MovieRecExampleGen: any dataset source -> rating and catalogue tf.Examples.
 
-``pipeline.pipeline`` puts the ``MovieLensExampleGen`` component first in the pipeline; its
-executor only unpacks artifacts and calls :func:`write_movielens_examples`, which tests call
-directly. Output follows TFX's layout, ``<uri>/Split-<name>/data_tfrecord-00000-of-00001.gz``
-(GZIP TFRecord of serialized tf.train.Example), so stock TFX components can read it.
+``pipeline.pipeline`` puts the ``MovieRecExampleGen`` component first in the pipeline; it
+unpacks its artifacts and calls :func:`write_examples`, which tests call directly. The ratings
+stream through Beam (``components.ingest``) on the pipeline's Beam runner. Output follows
+TFX's layout, ``<uri>/Split-<name>/*.gz`` (GZIP TFRecords of serialized tf.train.Example), so
+stock TFX components (StatisticsGen, Transform) read it.
 """
 
-import csv
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator
 
+import apache_beam as beam
 import tensorflow as tf
-from tfx.dsl.component.experimental.annotations import OutputArtifact, Parameter
+from tfx.dsl.component.experimental.annotations import (
+    BeamComponentParameter,
+    OutputArtifact,
+    Parameter,
+)
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils
 from tfx.types.standard_artifacts import Examples
 
-from components import movielens, splits
+from components import ingest, movielens, splits
+from components.sources import DatasetSpec, Source, make_source
 from trainer import features
 
-RATINGS_FILE = "u.data"
-MOVIES_FILE = "u.item"
-USERS_FILE = "u.user"
-REJECTS_FILE = "rejects.csv"
+REJECTS_FILE = ingest.REJECTS_FILE
 SPLIT_FILE = "split.json"
 SPLIT_PROPERTY = "split_config"
-DATA_FILE = "data_tfrecord-00000-of-00001.gz"
-RATING_SPLITS = (features.TRAIN_SPLIT, features.EVAL_SPLIT)
-
-
-def split_path(uri: str, split: str) -> str:
-    """Where one split's single TFRecord file lives inside an Examples artifact."""
-    return os.path.join(uri, f"Split-{split}", DATA_FILE)
+DATASET_PROPERTY = "dataset"
+CATALOGUE_FILE = "data_tfrecord-00000-of-00001.gz"
+RATING_SPLITS = ingest.RATING_SPLITS
+DEFAULT_BUCKETS = 8
 
 
 def _bytes(*values: str) -> tf.train.Feature:
@@ -62,186 +61,178 @@ def catalogue_example(movie: movielens.Movie) -> tf.train.Example:
     return tf.train.Example(features=tf.train.Features(feature=_movie_features(movie)))
 
 
-def rating_example(
-    rating: movielens.Rating, movie: movielens.Movie, user: movielens.User
-) -> tf.train.Example:
-    """The rating example of one rating, joined with its movie and user."""
-    feature = _movie_features(movie)
-    feature.update(
-        {
-            features.USER_ID: _bytes(rating.user_id),
-            features.RATING: _float(rating.rating),
-            features.TIMESTAMP: _int(rating.timestamp),
-            features.USER_AGE: _int(user.age),
-            features.USER_GENDER: _bytes(user.gender),
-            features.USER_OCCUPATION: _bytes(user.occupation),
-        }
-    )
-    return tf.train.Example(features=tf.train.Features(feature=feature))
-
-
-def _writer(uri: str, split: str) -> tf.io.TFRecordWriter:
-    path = split_path(uri, split)
+def _write_catalogue(catalogue_uri: str, movies: dict[str, movielens.Movie]) -> None:
+    path = os.path.join(catalogue_uri, f"Split-{features.CATALOGUE_SPLIT}", CATALOGUE_FILE)
     tf.io.gfile.makedirs(os.path.dirname(path))
-    return tf.io.TFRecordWriter(path, options=tf.io.TFRecordOptions(compression_type="GZIP"))
+    options = tf.io.TFRecordOptions(compression_type="GZIP")
+    with tf.io.TFRecordWriter(path, options=options) as writer:
+        for movie in movies.values():
+            writer.write(catalogue_example(movie).SerializeToString(deterministic=True))
 
 
-def _input_file(data_dir: str, name: str) -> str:
-    path = os.path.join(data_dir, name)
-    if not os.path.isfile(path):
-        raise ValueError(f"MovieLens file {path} is missing")
-    return path
+def _read_table(read, rejects: list[movielens.Reject]):
+    """Reads the movie or user table, collecting its rejects."""
+    file_rejects: list[movielens.Reject] = []
+    table = read(file_rejects)
+    rejects.extend(file_rejects)
+    return table
 
 
-class _RejectLog:
-    """Writes rejects to CSV as they come, and counts them by reason."""
+def write_examples(
+    source: Source,
+    examples_uri: str,
+    catalogue_uri: str,
+    *,
+    split: splits.SplitConfig,
+    implicit_threshold: float | None = None,
+    num_buckets: int = DEFAULT_BUCKETS,
+    beam_pipeline: beam.Pipeline | None = None,
+) -> dict:
+    """Writes the rating examples (train/eval) and the catalogue examples of one source.
 
-    def __init__(self, path: str):
-        self._file = tf.io.gfile.GFile(path, "w")
-        self._csv = csv.writer(self._file, lineterminator="\n")
-        self._csv.writerow(["file", "line", "reason", "raw"])
-        self.counts = Counter({reason: 0 for reason in movielens.REJECT_REASONS})
+    Every input row either becomes an example or is listed in ``<examples_uri>/rejects.csv``
+    (columns file, line, reason, raw); ratings at or below ``implicit_threshold`` are only
+    counted. A pair rated more than once keeps its latest rating. The split used is written to
+    ``<examples_uri>/split.json`` (``splits.SplitPlan.to_dict``).
 
-    def add(self, reject: movielens.Reject) -> None:
-        self._csv.writerow([reject.file, reject.line_number, reject.reason, reject.raw_line])
-        self.counts[reject.reason] += 1
+    The movie and user tables are read here; the ratings stream through a Beam pipeline
+    (``components.ingest``), so memory does not grow with the size of the ratings files
+    beyond what one user bucket holds.
 
-    def close(self) -> None:
-        self._file.close()
+    Args:
+      source: the dataset (``components.sources.make_source``).
+      examples_uri: where the rating examples go (``Split-train``, ``Split-eval``).
+      catalogue_uri: where the catalogue examples go (``Split-catalogue``), one per movie of
+        the catalogue, rated or not.
+      split: how ratings are assigned to train and eval.
+      implicit_threshold: keep only ratings above this value (implicit feedback); None keeps
+        every rating.
+      num_buckets: user buckets of the ingestion; at most one file per bucket and split.
+      beam_pipeline: the pipeline to run in (TFX passes one configured from the pipeline's
+        Beam args); None runs a local DirectRunner pipeline.
+
+    Returns:
+      ``{"num_train": int, "num_eval": int, "num_catalogue": int, "num_rows": int,
+      "num_below_implicit_threshold": int,
+      "rejects": {reason: int for every reason in movielens.REJECT_REASONS},
+      "split": {"kind", "seed", "eval_fraction", "leave_last_n", "cutoff_timestamp"},
+      "dataset": source.describe()}``.
+
+    Raises:
+      ValueError: naming the file (and column), when an input is missing, lacks a required
+        column or has no valid row (the rejects found are in rejects.csv), or when the split
+        needs timestamps the source does not have.
+    """
+    if split.kind != splits.SPLIT_RANDOM and not source.has_timestamps:
+        raise ValueError(
+            f"the {split.kind} split needs rating timestamps, which dataset {source.name} does "
+            f"not have; use the random split"
+        )
+    tf.io.gfile.makedirs(examples_uri)
+    catalogue_rejects: list[movielens.Reject] = []
+    movies = _read_table(source.read_movies, catalogue_rejects)
+    users = _read_table(source.read_users, catalogue_rejects)
+    _write_catalogue(catalogue_uri, movies)
+    shards = source.rating_shards()
+    pipeline = beam_pipeline if beam_pipeline is not None else beam.Pipeline()
+    with pipeline as p:
+        ingest.build_ingest(
+            p,
+            source,
+            shards,
+            movies,
+            users,
+            catalogue_rejects,
+            examples_uri,
+            split,
+            implicit_threshold,
+            num_buckets,
+        )
+    stats = ingest.read_stats(examples_uri)
+    counts = stats["counts"]
+    rejects_path = os.path.join(examples_uri, ingest.REJECTS_FILE)
+    if not counts.get(features.TRAIN_SPLIT, 0) + counts.get(features.EVAL_SPLIT, 0):
+        names = ", ".join(s.name for s in shards)
+        raise ValueError(
+            f"{source.name} ratings ({names}) have no valid rating (see {rejects_path})"
+        )
+    for name in ingest.RATING_SPLITS:  # an empty split still has its directory
+        tf.io.gfile.makedirs(os.path.join(examples_uri, f"Split-{name}"))
+    reject_counts = Counter({reason: 0 for reason in movielens.REJECT_REASONS})
+    for reject in catalogue_rejects:
+        reject_counts[reject.reason] += 1
+    for reason in movielens.REJECT_REASONS:
+        reject_counts[reason] += counts.get(reason, 0)
+    plan = splits.SplitPlan(split, cutoff_timestamp=stats["cutoff_timestamp"])
+    split_used = plan.to_dict()
+    with tf.io.gfile.GFile(os.path.join(examples_uri, SPLIT_FILE), "w") as f:
+        f.write(json.dumps(split_used, indent=2) + "\n")
+    return {
+        "num_train": counts.get(features.TRAIN_SPLIT, 0),
+        "num_eval": counts.get(features.EVAL_SPLIT, 0),
+        "num_catalogue": len(movies),
+        "num_rows": counts.get(ingest.ROWS_READ, 0),
+        "num_below_implicit_threshold": counts.get(ingest.BELOW_IMPLICIT_THRESHOLD, 0),
+        "rejects": dict(reject_counts),
+        "split": split_used,
+        "dataset": source.describe(),
+    }
 
 
 def write_movielens_examples(
     data_dir: str, examples_uri: str, catalogue_uri: str, *, split: splits.SplitConfig
 ) -> dict:
-    """Writes the rating examples (train/eval) and the catalogue examples.
-
-    Every line of u.item, u.user and u.data either becomes an example or is listed in
-    ``<examples_uri>/rejects.csv`` (columns file, line, reason, raw). A pair rated more than once
-    keeps its latest rating. Each kept rating goes to the split ``split`` gives it; the split
-    used is written to ``<examples_uri>/split.json`` (``splits.SplitPlan.to_dict``).
-
-    u.data is read twice (``movielens.split_ratings``); the memory it needs grows with the
-    number of kept ratings, see there.
-
-    Args:
-      data_dir: directory holding u.data, u.item and u.user in the ml-100k format.
-      examples_uri: where the rating examples go (``Split-train``, ``Split-eval``).
-      catalogue_uri: where the catalogue examples go (``Split-catalogue``), one per movie of
-        u.item, rated or not.
-      split: how ratings are assigned to train and eval.
-
-    Returns:
-      ``{"num_train": int, "num_eval": int, "num_catalogue": int,
-      "rejects": {reason: int for every reason in movielens.REJECT_REASONS},
-      "split": {"kind", "seed", "eval_fraction", "leave_last_n", "cutoff_timestamp"}}``, where
-      ``cutoff_timestamp`` is an int for the time split and None otherwise.
-
-    Raises:
-      ValueError: naming the file, when one of the three is missing or has no valid line
-        (the rejects written so far are in rejects.csv).
-    """
-    movies_path = _input_file(data_dir, MOVIES_FILE)
-    users_path = _input_file(data_dir, USERS_FILE)
-    ratings_path = _input_file(data_dir, RATINGS_FILE)
-    tf.io.gfile.makedirs(examples_uri)
-    rejects = _RejectLog(os.path.join(examples_uri, REJECTS_FILE))
-    try:
-        movies = _read_all(movielens.read_movies, movies_path, rejects, "movie")
-        users = _read_all(movielens.read_users, users_path, rejects, "user")
-        with _writer(catalogue_uri, features.CATALOGUE_SPLIT) as writer:
-            for movie in movies.values():
-                writer.write(catalogue_example(movie).SerializeToString(deterministic=True))
-        plan, records = movielens.split_ratings(ratings_path, split, movies, users)
-        counts = _write_ratings(records, plan, movies, users, examples_uri, rejects)
-    finally:
-        rejects.close()
-    if not counts:
-        raise ValueError(
-            f"MovieLens file {ratings_path} has no valid rating "
-            f"(see {os.path.join(examples_uri, REJECTS_FILE)})"
-        )
-    split_used = plan.to_dict()
-    with tf.io.gfile.GFile(os.path.join(examples_uri, SPLIT_FILE), "w") as f:
-        f.write(json.dumps(split_used, indent=2) + "\n")
-    return {
-        "num_train": counts[features.TRAIN_SPLIT],
-        "num_eval": counts[features.EVAL_SPLIT],
-        "num_catalogue": len(movies),
-        "rejects": dict(rejects.counts),
-        "split": split_used,
-    }
+    """:func:`write_examples` of the MovieLens 100k files (u.data, u.item, u.user) in
+    ``data_dir``."""
+    source = make_source(DatasetSpec(kind="ml-100k", path=data_dir))
+    return write_examples(source, examples_uri, catalogue_uri, split=split)
 
 
-def _read_all(read, path: str, rejects: _RejectLog, what: str) -> dict:
-    """Reads u.item or u.user, logging its rejects; raises if nothing is valid."""
-    file_rejects: list[movielens.Reject] = []
-    records = read(path, file_rejects)
-    for reject in file_rejects:
-        rejects.add(reject)
-    if not records:
-        raise ValueError(f"MovieLens file {path} has no valid {what}")
-    return records
-
-
-def _write_ratings(
-    records: Iterator[movielens.Rating | movielens.Reject],
-    plan: splits.SplitPlan,
-    movies: dict[str, movielens.Movie],
-    users: dict[str, movielens.User],
-    examples_uri: str,
-    rejects: _RejectLog,
-) -> Counter:
-    """Streams u.data into the train/eval files; returns the number of examples per split."""
-    counts = Counter()
-    writers = {split: _writer(examples_uri, split) for split in RATING_SPLITS}
-    try:
-        for record in records:
-            if isinstance(record, movielens.Reject):
-                rejects.add(record)
-                continue
-            split = plan.split_of(record)
-            example = rating_example(record, movies[record.movie_id], users[record.user_id])
-            writers[split].write(example.SerializeToString(deterministic=True))
-            counts[split] += 1
-    finally:
-        for writer in writers.values():
-            writer.close()
-    return counts
-
-
-@component
-def MovieLensExampleGen(
-    data_dir: Parameter[str],
+@component(use_beam=True)
+def MovieRecExampleGen(
+    dataset: Parameter[str],
     examples: OutputArtifact[Examples],
     catalogue: OutputArtifact[Examples],
     seed: Parameter[int] = 42,
     eval_fraction: Parameter[float] = 0.2,
     split_kind: Parameter[str] = splits.SPLIT_RANDOM,
     leave_last_n: Parameter[int] = 1,
+    beam_pipeline: BeamComponentParameter[beam.Pipeline] = None,
 ):
-    """Reads ml-100k from ``data_dir`` into rating examples and catalogue examples.
+    """Reads a dataset into rating examples and catalogue examples.
 
     Args:
-      data_dir: directory holding u.data, u.item and u.user.
+      dataset: ``DatasetSpec.to_json()`` of the source (kind, path, options).
       examples: rating examples, splits ``train`` and ``eval``; custom properties
-        ``num_train``, ``num_eval``, ``num_rejects``, ``num_rejects_<reason>`` and
-        ``split_config`` (JSON of the split used, as in ``<uri>/split.json``).
+        ``num_train``, ``num_eval``, ``num_rows`` (rating rows read),
+        ``num_below_implicit_threshold``, ``num_rejects``, ``num_rejects_<reason>``,
+        ``split_config`` (JSON of the split used, as in ``<uri>/split.json``) and ``dataset``.
       catalogue: one example per movie, split ``catalogue``; custom property ``num_catalogue``.
       seed: seed of the random split.
       eval_fraction: expected share (random) or timestamp quantile (time) of the eval split.
       split_kind: ``"random"``, ``"time"`` or ``"leave_last_n"``; see ``splits.SplitConfig``.
       leave_last_n: ratings held out per user by the leave_last_n split.
+      beam_pipeline: supplied by TFX from the pipeline's Beam args.
     """
+    spec = DatasetSpec.from_json(dataset)
     split = splits.SplitConfig(
         kind=split_kind, seed=seed, eval_fraction=eval_fraction, leave_last_n=leave_last_n
     )
-    stats = write_movielens_examples(data_dir, examples.uri, catalogue.uri, split=split)
+    stats = write_examples(
+        make_source(spec),
+        examples.uri,
+        catalogue.uri,
+        split=split,
+        implicit_threshold=spec.implicit_threshold,
+        beam_pipeline=beam_pipeline,
+    )
     examples.split_names = artifact_utils.encode_split_names(list(RATING_SPLITS))
     catalogue.split_names = artifact_utils.encode_split_names([features.CATALOGUE_SPLIT])
-    examples.set_int_custom_property("num_train", stats["num_train"])
-    examples.set_int_custom_property("num_eval", stats["num_eval"])
+    for key in ("num_train", "num_eval", "num_rows", "num_below_implicit_threshold"):
+        examples.set_int_custom_property(key, stats[key])
     examples.set_int_custom_property("num_rejects", sum(stats["rejects"].values()))
     examples.set_string_custom_property(SPLIT_PROPERTY, json.dumps(stats["split"]))
+    examples.set_string_custom_property(DATASET_PROPERTY, json.dumps(stats["dataset"]))
     for reason, count in stats["rejects"].items():
         examples.set_int_custom_property(f"num_rejects_{reason}", count)
     catalogue.set_int_custom_property("num_catalogue", stats["num_catalogue"])

@@ -51,6 +51,7 @@ BAD_RATING = "bad_rating"  # not a number, or outside [MIN_RATING, MAX_RATING]
 UNKNOWN_MOVIE = "unknown_movie"
 UNKNOWN_USER = "unknown_user"
 DUPLICATE = "duplicate"  # a repeated movie/user id, or an older rating of the same pair
+MALFORMED = "malformed"  # CSV sources: a line the csv module cannot parse (e.g. a stray quote)
 REJECT_REASONS = (
     BLANK_LINE,
     FIELD_COUNT,
@@ -59,6 +60,7 @@ REJECT_REASONS = (
     UNKNOWN_MOVIE,
     UNKNOWN_USER,
     DUPLICATE,
+    MALFORMED,
 )
 
 # The ml-100k files are latin-1 (titles such as "Misérables, Les (1995)").
@@ -97,6 +99,11 @@ class Rating:
     movie_id: str
     rating: float
     timestamp: int  # Unix seconds
+    # 1-based physical line (or row) number in its file; ExampleGen breaks timestamp ties by
+    # it and names it when the rating is a duplicate. Not part of a rating's identity.
+    line_number: int = dataclasses.field(default=0, compare=False)
+    # The row as read (without its line ending), written to rejects.csv if it is a duplicate.
+    raw_line: str = dataclasses.field(default="", compare=False, repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,9 +112,9 @@ class Reject:
 
     Attributes:
       file: the file's base name, e.g. ``"u.data"``.
-      line_number: 1-based line number in that file.
+      line_number: 1-based line number in that file (a Parquet table: its row number).
       reason: one of ``REJECT_REASONS``.
-      raw_line: the line without its line ending.
+      raw_line: the line without its line ending (a Parquet table: the row's values).
     """
 
     file: str
@@ -160,14 +167,19 @@ def _parse_movie(file: str, number: int, line: str) -> Movie | Reject:
             return Reject(file, number, BAD_VALUE, line)
         year = int(date.group(1))
     else:
-        title_year = _TITLE_YEAR.search(title)
-        year = int(title_year.group(1)) if title_year else 0
+        year = year_in_title(title)
     genres = tuple(
         name
         for name, flag in zip(GENRE_NAMES, flags, strict=True)
         if flag == "1" and name != _NO_GENRE
     )
     return Movie(movie_id=movie_id, title=title, genres=genres, release_year=year)
+
+
+def year_in_title(title: str) -> int:
+    """The year of a title ending in "(1995)", as MovieLens writes them; 0 when there is none."""
+    match = _TITLE_YEAR.search(title)
+    return int(match.group(1)) if match else 0
 
 
 def _parse_user(file: str, number: int, line: str) -> User | Reject:
@@ -259,7 +271,33 @@ def _parse_rating(
         return Reject(file, number, UNKNOWN_MOVIE, line)
     if users is not None and user_id not in users:
         return Reject(file, number, UNKNOWN_USER, line)
-    return Rating(user_id=user_id, movie_id=movie_id, rating=value, timestamp=int(timestamp))
+    return Rating(
+        user_id=user_id,
+        movie_id=movie_id,
+        rating=value,
+        timestamp=int(timestamp),
+        line_number=number,
+        raw_line=line,
+    )
+
+
+def parse_ratings(
+    path: str | os.PathLike,
+    movies: Mapping[str, Movie] | None = None,
+    users: Mapping[str, User] | None = None,
+) -> Iterator[Rating | Reject]:
+    """Streams u.data as written, one record per line, without deduplication.
+
+    Args:
+      path, movies, users: as for ``iter_ratings``.
+
+    Yields:
+      a Rating for each valid line (every rating of a pair rated more than once), a Reject
+      for every other line.
+    """
+    file = os.path.basename(path)
+    for number, line in _lines(path):
+        yield _parse_rating(file, number, line, movies, users)
 
 
 def iter_ratings(
@@ -291,10 +329,8 @@ def _latest_lines(
     path: str | os.PathLike, movies: Mapping[str, Movie] | None, users: Mapping[str, User] | None
 ) -> dict[_Pair, tuple[int, int]]:
     """The first pass over u.data: pair -> (timestamp, line number) of the line kept."""
-    file = os.path.basename(path)
     latest: dict[_Pair, tuple[int, int]] = {}
-    for number, line in _lines(path):
-        record = _parse_rating(file, number, line, movies, users)
+    for number, record in enumerate(parse_ratings(path, movies, users), start=1):
         if isinstance(record, Rating):
             pair, seen = (record.user_id, record.movie_id), (record.timestamp, number)
             latest[pair] = max(latest.get(pair, seen), seen)

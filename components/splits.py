@@ -67,9 +67,9 @@ class SplitConfig:
         ``"time"``: ratings after the (1 - eval_fraction) quantile of all kept ratings'
           timestamps are eval; ties at that cutoff stay in train (see ``plan_split``).
         ``"leave_last_n"``: each user's ``leave_last_n`` latest ratings are eval, by timestamp,
-          then by numeric movie id (the higher id counts as later). A user with at most
-          ``leave_last_n`` ratings keeps them all in train: without history there is nothing
-          to learn that user from.
+          then by movie id (as numbers when they are; the higher id counts as later). A user
+          with at most ``leave_last_n`` ratings keeps them all in train: without history
+          there is nothing to learn that user from.
       seed: seed of the random split; recorded, unused by the others.
       eval_fraction: in [0, 1]; expected eval share (random) or quantile (time).
       leave_last_n: ratings held out per user (leave_last_n), an integer >= 1.
@@ -165,7 +165,6 @@ def plan_split(config: SplitConfig, ratings: Iterable[tuple[str, str, int]]) -> 
     Args:
       config: the split.
       ratings: (user id, movie id, timestamp) of every kept rating, one per pair, any order.
-        Movie ids are decimal digits, as the readers require.
 
     Returns:
       the plan; ``"random"`` ignores ``ratings``.
@@ -178,7 +177,15 @@ def plan_split(config: SplitConfig, ratings: Iterable[tuple[str, str, int]]) -> 
 
 
 def _time_cutoff(ratings: Iterable[tuple[str, str, int]], eval_fraction: float) -> int | None:
-    counts = Counter(timestamp for _, _, timestamp in ratings)
+    return time_cutoff(Counter(timestamp for _, _, timestamp in ratings), eval_fraction)
+
+
+def time_cutoff(counts: Counter, eval_fraction: float) -> int | None:
+    """The time split's cutoff (see :func:`plan_split`) from a count of ratings per timestamp.
+
+    Returns:
+      the cutoff timestamp, None when ``counts`` is empty.
+    """
     rank = max(1, math.ceil((1 - Fraction(repr(eval_fraction))) * counts.total()))
     seen = 0
     for timestamp in sorted(counts):
@@ -194,7 +201,7 @@ def _last_n_per_user(ratings: Iterable[tuple[str, str, int]], n: int) -> frozens
     for user_id, movie_id, timestamp in ratings:
         num_ratings[user_id] += 1
         heap = latest.setdefault(user_id, [])
-        entry = (timestamp, int(movie_id), movie_id)
+        entry = (timestamp, *_movie_order(movie_id))
         if len(heap) < n:
             heapq.heappush(heap, entry)
         else:
@@ -203,5 +210,12 @@ def _last_n_per_user(ratings: Iterable[tuple[str, str, int]], n: int) -> frozens
         (user_id, movie_id)
         for user_id, heap in latest.items()
         if num_ratings[user_id] > n
-        for _, _, movie_id in heap
+        for _, _, _, movie_id in heap
     )
+
+
+def _movie_order(movie_id: str) -> tuple[int, int, str]:
+    """Numeric ids compare as numbers (``"9" < "10"``), any other id after them as text."""
+    if movie_id.isdigit():
+        return 0, int(movie_id), movie_id
+    return 1, 0, movie_id

@@ -1,0 +1,94 @@
+"""The MovieLens "latest" layout: ml-latest-small, ml-latest, ml-20m, ml-25m, ml-32m.
+
+``components.sources.make_source`` builds :class:`MovieLensLatestSource` for specs of kind
+``"movielens-latest"``; ExampleGen reads it through the :class:`~components.sources.base.Source`
+interface.
+"""
+
+import os
+from collections.abc import Iterator, Mapping
+
+from components import movielens
+from components.movielens import Movie, Rating, Reject, User
+from components.sources import delimited
+from components.sources.base import Shard, Source
+
+RATINGS_FILE = "ratings.csv"
+MOVIES_FILE = "movies.csv"
+RATINGS_COLUMNS = {"user": "userId", "movie": "movieId", "rating": "rating", "time": "timestamp"}
+MOVIES_COLUMNS = {"movie": "movieId", "title": "title"}
+NO_GENRES = "(no genres listed)"
+
+
+class MovieLensLatestSource(Source):
+    """``ratings.csv`` (userId,movieId,rating,timestamp) and ``movies.csv`` (movieId,title,genres).
+
+    Columns are found by header name (case-insensitive), so their order does not matter;
+    ``genres`` is optional. Each file is decoded as UTF-8 (a byte-order mark is dropped) unless
+    a probe of the whole file finds bytes that are not UTF-8: then the whole file is read as
+    latin-1. A movie's year is the trailing "(1995)" of its title, 0 when there is none;
+    genres are split on ``|``, and "(no genres listed)" means none. Ratings are 0.5-5.0.
+    """
+
+    min_rating = 0.5
+    max_rating = 5.0
+    has_timestamps = True
+
+    def __init__(self, directory: str | os.PathLike, name: str | None = None):
+        """Args:
+        directory: holds ratings.csv and movies.csv, e.g. ``<data home>/ml-25m``.
+        name: used in messages; the directory's base name when None.
+        """
+        self.directory = os.fspath(directory)
+        self.name = name or os.path.basename(os.path.normpath(self.directory))
+
+    def _file(self, name: str) -> str:
+        return os.path.join(self.directory, name)
+
+    def read_movies(self, rejects: list[Reject]) -> dict[str, Movie]:
+        table = delimited.DelimitedFile.open(self._file(MOVIES_FILE))
+        columns = table.columns(MOVIES_COLUMNS, {"genres": "genres"})
+
+        def parse(fields: list[str]) -> Movie | None:
+            movie_id = delimited.int_id(fields[columns["movie"]])
+            title = fields[columns["title"]].strip()
+            if movie_id is None or not title:
+                return None
+            genres = () if columns["genres"] is None else _genres(fields[columns["genres"]])
+            return Movie(movie_id, title, genres, movielens.year_in_title(title))
+
+        return delimited.read_catalogue(table, parse, rejects)
+
+    def rating_shards(self) -> list[Shard]:
+        table = delimited.DelimitedFile.open(self._file(RATINGS_FILE))
+        table.columns(RATINGS_COLUMNS)
+        return [Shard(RATINGS_FILE, {"path": table.path, "encoding": table.encoding})]
+
+    def read_ratings(
+        self,
+        shard: Shard,
+        movies: Mapping[str, Movie] | None,
+        users: Mapping[str, User] | None,
+    ) -> Iterator[Rating | Reject]:
+        table = delimited.DelimitedFile.open(shard.spec["path"], encoding=shard.spec["encoding"])
+        at = table.columns(RATINGS_COLUMNS)
+        columns = delimited.RatingColumns(
+            user=at["user"],
+            movie=at["movie"],
+            rating=at["rating"],
+            timestamp=at["time"],
+            parse_id=delimited.int_id,
+            parse_timestamp=delimited.unix_seconds,
+            min_rating=self.min_rating,
+            max_rating=self.max_rating,
+        )
+        return delimited.read_rating_rows(table, columns, movies, users)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "kind": "movielens-latest", "path": self.directory}
+
+
+def _genres(text: str) -> tuple[str, ...]:
+    """``"Adventure|Children"`` -> ``("Adventure", "Children")``; none for "(no genres listed)"."""
+    names = (name.strip() for name in text.split("|"))
+    return tuple(name for name in names if name and name != NO_GENRES)
