@@ -18,6 +18,8 @@ from pathlib import Path
 
 import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from components import data_home, splits
+from components.sources import DATASET_NAMES, DatasetSpec, dataset_spec
+from pipeline import kubeflow_v2_runner
 from pipeline.config import PipelineConfig, config_to_dict
 from trainer.config import TrainerConfig
 
@@ -81,7 +83,25 @@ def _follow(proc: subprocess.Popen, log_path: Path, out) -> dict[str, float]:
     return durations
 
 
+def _print_ingest(ingest: dict, out) -> None:
+    rejects = {reason: n for reason, n in ingest["rejects"].items() if n}
+    print(
+        f"\nIngested {ingest['rows']:,} rating rows: {ingest['train']:,} train, "
+        f"{ingest['eval']:,} eval examples; {sum(rejects.values()):,} rows rejected"
+        + (f" ({', '.join(f'{r} {n:,}' for r, n in sorted(rejects.items()))})" if rejects else "")
+        + (
+            f"; {ingest['below_implicit_threshold']:,} at or below the implicit threshold"
+            if ingest["below_implicit_threshold"]
+            else ""
+        ),
+        file=out,
+    )
+    print(f"  rejects: {ingest['rejects_file']}", file=out)
+
+
 def _print_results(results: dict, out) -> None:
+    if results.get("ingest"):
+        _print_ingest(results["ingest"], out)
     evaluation = results.get("evaluation")
     if evaluation:
         columns = {"model": evaluation["model"], **evaluation["baselines"]}
@@ -118,6 +138,70 @@ def _print_results(results: dict, out) -> None:
         )
 
 
+def _columns(text: str) -> dict[str, str]:
+    """``user=userId,item=movieId,rating=rating`` -> {"user": "userId", ...}."""
+    columns = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise ValueError(f"--columns: expected key=column pairs, got {part!r}")
+        columns[key.strip()] = value.strip()
+    return columns
+
+
+def dataset_from_args(args, env: Environment) -> DatasetSpec:
+    """The dataset of ``movierec run``'s flags; GroupLens sets are downloaded when missing.
+
+    Raises:
+      ValueError: naming the flag, when a flag is invalid or does not apply to the dataset.
+      data_home.DatasetUnavailableError: a data-home dataset is missing and cannot be fetched.
+    """
+    options = {}
+    if args.implicit_threshold is not None:
+        options["implicit_threshold"] = args.implicit_threshold
+    if args.dataset == "table":
+        if not args.path or not args.columns:
+            raise ValueError("--dataset table needs --path (the ratings file) and --columns")
+        options.update(path=str(Path(args.path).resolve()), columns=_columns(args.columns))
+        for flag in ("format", "delimiter", "min_rating", "max_rating"):
+            if getattr(args, flag) is not None:
+                options[flag] = getattr(args, flag)
+    elif args.path or args.columns:
+        raise ValueError(f"--path and --columns apply to --dataset table, not {args.dataset}")
+    if args.dataset == "synthetic":
+        for flag in ("num_users", "num_movies", "num_ratings"):
+            if getattr(args, f"synthetic_{flag}") is not None:
+                options[flag] = getattr(args, f"synthetic_{flag}")
+        options["seed"] = args.seed
+    spec = dataset_spec(args.dataset, env.data_home, **options)  # checks before downloading
+    if args.dataset in data_home.DATASET_FILES:
+        data_home.ensure_dataset(args.dataset, env.data_home)
+    return spec
+
+
+def _describe(dataset: DatasetSpec) -> str:
+    if dataset.kind == "synthetic":
+        return (
+            f"synthetic data ({dataset.num_users:,} users, {dataset.num_movies:,} movies, "
+            f"~{dataset.num_ratings:,} ratings)"
+        )
+    return f"{dataset.kind} data at {dataset.path}"
+
+
+def _validation_failure(log_lines: list[str]) -> list[str]:
+    """The DataValidationGate's message in a failed run's log, or [] when it did not fail."""
+    marker = "DataValidationError: "
+    for i in range(len(log_lines) - 1, -1, -1):
+        if marker in log_lines[i]:
+            message = [log_lines[i][log_lines[i].index(marker) :]]
+            for line in log_lines[i + 1 :]:
+                if not (line.startswith("  ") or line.startswith("rejected rows: ")):
+                    break
+                message.append(line)
+            return message
+    return []
+
+
 def cmd_run(args, env: Environment, out=sys.stdout) -> int:
     try:
         trainer_config = TrainerConfig.from_custom_config(
@@ -129,9 +213,12 @@ def cmd_run(args, env: Environment, out=sys.stdout) -> int:
         print(f"movierec: invalid option: {e}", file=sys.stderr)
         return 2
     try:
-        data_dir = data_home.ensure_ml100k(env.data_home)
+        dataset = dataset_from_args(args, env)
     except data_home.DatasetUnavailableError as e:
         print(f"movierec: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        print(f"movierec: invalid option: {e}", file=sys.stderr)
         return 2
     workdir = env.workdir
     run_id = time.strftime("%Y%m%d-%H%M%S")
@@ -140,7 +227,7 @@ def cmd_run(args, env: Environment, out=sys.stdout) -> int:
     config = PipelineConfig(
         pipeline_name="movierec",
         pipeline_root=str(workdir / "pipeline_root"),
-        data_dir=str(data_dir),
+        dataset=dataset,
         schema_path=schema_path(),
         serving_dir=str(workdir / "serving"),
         trainer=trainer_config,
@@ -149,12 +236,13 @@ def cmd_run(args, env: Environment, out=sys.stdout) -> int:
         eval_fraction=args.eval_fraction,
         leave_last_n=args.leave_last_n,
         index_kind=args.index,
+        max_reject_fraction=args.max_reject_fraction,
     )
     config_file = run_dir / "config.json"
     config_file.write_text(json.dumps(config_to_dict(config), indent=2))
     log_path = run_dir / "pipeline.log"
     results_file = run_dir / "results.json"
-    print(f"movierec: training on {data_dir} (log: {log_path})", file=out, flush=True)
+    print(f"movierec: training on {_describe(dataset)} (log: {log_path})", file=out, flush=True)
     start = time.perf_counter()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
@@ -180,15 +268,15 @@ def cmd_run(args, env: Environment, out=sys.stdout) -> int:
             f"\nmovierec: the pipeline failed (exit {proc.returncode}); last lines of {log_path}:",
             file=sys.stderr,
         )
-        tail = log_path.read_text(errors="replace").splitlines()[-25:]
-        print("\n".join(tail), file=sys.stderr)
+        lines = log_path.read_text(errors="replace").splitlines()
+        print("\n".join(_validation_failure(lines) or lines[-25:]), file=sys.stderr)
         return 1
     results = json.loads(results_file.read_text())
     print(f"  {'total':<30} {total:6.1f} s", file=out)
     _print_results(results, out)
     summary = {
         "run_id": run_id,
-        "data_dir": str(data_dir),
+        "dataset": json.loads(dataset.to_json()),
         "config": config_to_dict(config),
         "seconds_total": total,
         "seconds_per_component": durations,
@@ -326,6 +414,30 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--leave-last-n", type=int, default=1, help="leave_last_n split")
     run.add_argument("--index", choices=("scann", "brute_force"), default="scann")
     run.add_argument("--trainer-config", help="JSON overrides, e.g. '{\"epochs\": 3}'")
+    data = run.add_argument_group("dataset")
+    data.add_argument("--dataset", choices=DATASET_NAMES, default="ml-100k")
+    data.add_argument("--path", help="table: the ratings file (CSV or Parquet)")
+    data.add_argument(
+        "--columns",
+        help="table: user=COL,item=COL,rating=COL[,timestamp=COL][,title=COL]",
+    )
+    data.add_argument("--format", choices=("csv", "parquet"), help="table: default from suffix")
+    data.add_argument("--delimiter", help="table CSV: field separator (default , or TAB)")
+    data.add_argument("--min-rating", type=float, help="table: lowest valid rating (0.5)")
+    data.add_argument("--max-rating", type=float, help="table: highest valid rating (5.0)")
+    data.add_argument(
+        "--implicit-threshold",
+        type=float,
+        help="keep only ratings above this (implicit feedback; the tutorials use 3)",
+    )
+    for flag in ("users", "movies", "ratings"):
+        data.add_argument(f"--synthetic-{flag}", type=int, dest=f"synthetic_num_{flag}")
+    data.add_argument(
+        "--max-reject-fraction",
+        type=float,
+        default=0.05,
+        help="stop before training when more rating rows than this are rejected",
+    )
     rec = sub.add_parser("recommend", help="top-k movies for a user from the pushed models")
     rec.add_argument("--user", required=True)
     rec.add_argument("--k", type=int, default=10)
@@ -334,13 +446,19 @@ def build_parser() -> argparse.ArgumentParser:
     tfl = sub.add_parser("export-tflite", help="convert the newest ranking model to TFLite")
     tfl.add_argument("--serving-dir", help="default: $MOVIEREC_WORKDIR/serving")
     tfl.add_argument("--out", help="default: <serving dir>/tflite/ranking-<version>.tflite")
+    kubeflow_v2_runner.add_compile_command(sub)
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     env = Environment.from_env(os.environ)
-    commands = {"run": cmd_run, "recommend": cmd_recommend, "export-tflite": cmd_export_tflite}
+    commands = {
+        "run": cmd_run,
+        "recommend": cmd_recommend,
+        "export-tflite": cmd_export_tflite,
+        "compile": kubeflow_v2_runner.cmd_compile,
+    }
     return commands[args.command](args, env)
 
 

@@ -6,9 +6,11 @@ wires components from it.
 """
 
 import dataclasses
+import json
 from collections.abc import Sequence
 
 from components.blessing import Threshold
+from components.sources import DatasetSpec
 from trainer.config import TrainerConfig
 
 # Blessing by default: beat popularity's recall@10 by 10% and the bias baseline's RMSE.
@@ -25,7 +27,7 @@ class PipelineConfig:
     Attributes:
       pipeline_name: the ML-Metadata pipeline context name.
       pipeline_root: directory for every component's artifacts.
-      data_dir: directory holding the dataset files (e.g. ``<data home>/ml-100k``).
+      dataset: what ExampleGen reads (``components.sources.DatasetSpec``).
       schema_path: the curated schema.pbtxt of the raw examples.
       serving_dir: TF Serving directory the Pusher writes into.
       trainer: Trainer hyperparameters.
@@ -37,13 +39,15 @@ class PipelineConfig:
       leave_last_n: ratings held out per user (leave_last_n split).
       max_relative_regression: tolerated relative regression of the thresholded metrics
         against the latest blessed model.
+      max_reject_fraction: largest share of rating rows ExampleGen may reject (malformed or
+        invalid) before the run stops ahead of training.
       index_kind: retrieval index of the pushed model, ``"scann"`` or ``"brute_force"``.
       retrieval_k: movies the retrieval model returns per user.
     """
 
     pipeline_name: str
     pipeline_root: str
-    data_dir: str
+    dataset: DatasetSpec
     schema_path: str
     serving_dir: str
     trainer: TrainerConfig = TrainerConfig()
@@ -53,6 +57,7 @@ class PipelineConfig:
     eval_fraction: float = 0.2
     leave_last_n: int = 1
     max_relative_regression: float = 0.01
+    max_reject_fraction: float = 0.05
     index_kind: str = "scann"
     retrieval_k: int = 100
 
@@ -62,6 +67,7 @@ def config_to_dict(config: PipelineConfig) -> dict:
     d = dataclasses.asdict(config)
     d["trainer"] = config.trainer.to_dict()
     d["thresholds"] = [dataclasses.asdict(t) for t in config.thresholds]
+    d["dataset"] = json.loads(config.dataset.to_json())
     return d
 
 
@@ -70,4 +76,5 @@ def config_from_dict(d: dict) -> PipelineConfig:
     d = dict(d)
     d["trainer"] = TrainerConfig.from_custom_config(d.get("trainer", {}))
     d["thresholds"] = tuple(Threshold(**t) for t in d.get("thresholds", []))
+    d["dataset"] = DatasetSpec.from_json(json.dumps(d["dataset"]))
     return PipelineConfig(**d)

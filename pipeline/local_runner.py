@@ -15,6 +15,7 @@ from tfx import v1 as tfx
 from tfx.orchestration import metadata
 
 from components.evaluator import METRICS_FILE, REPORT_FILE
+from components.ingest import REJECTS_FILE
 from components.pusher import PUSH_FILE
 from pipeline.config import PipelineConfig, config_from_dict
 from pipeline.pipeline import create_pipeline
@@ -28,11 +29,36 @@ def _latest_artifact(store, type_name: str):
     return max(artifacts, key=lambda a: a.id) if artifacts else None
 
 
+def _latest_examples(store):
+    """The newest rating Examples (ExampleGen's ``examples``; the catalogue has no rows)."""
+    rated = [
+        a for a in store.get_artifacts_by_type("Examples") if "num_rows" in a.custom_properties
+    ]
+    return max(rated, key=lambda a: a.id) if rated else None
+
+
+def ingest_summary(examples) -> dict:
+    """What ExampleGen read: ``{"rows", "train", "eval", "below_implicit_threshold",
+    "rejects": {reason: count}, "rejects_file"}`` from its custom properties."""
+    props = {
+        k: v.int_value for k, v in examples.custom_properties.items() if v.HasField("int_value")
+    }
+    prefix = "num_rejects_"
+    return {
+        "rows": props.get("num_rows", 0),
+        "train": props.get("num_train", 0),
+        "eval": props.get("num_eval", 0),
+        "below_implicit_threshold": props.get("num_below_implicit_threshold", 0),
+        "rejects": {k[len(prefix) :]: v for k, v in props.items() if k.startswith(prefix)},
+        "rejects_file": os.path.join(examples.uri, REJECTS_FILE),
+    }
+
+
 def collect_results(metadata_path: str) -> dict:
     """Reads the latest evaluation, blessing and push of the pipeline from ML-Metadata.
 
     Returns:
-      ``{"metrics": ..., "blessed": bool, "reasons": [...], "push": {...}}``; keys are
+      ``{"ingest": ..., "evaluation": ..., "report": path, "push": {...}}``; keys are
       missing for components that did not produce an output.
     """
     config = tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
@@ -47,6 +73,9 @@ def collect_results(metadata_path: str) -> dict:
         if pushed is not None:
             with open(os.path.join(pushed.uri, PUSH_FILE)) as f:
                 result["push"] = json.load(f)
+        examples = _latest_examples(m.store)
+        if examples is not None:
+            result["ingest"] = ingest_summary(examples)
         model = _latest_artifact(m.store, "Model")
         if model is not None:
             result["model_uri"] = model.uri

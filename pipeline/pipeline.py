@@ -3,8 +3,11 @@
 Runners (``pipeline.local_runner`` today) build the typed arguments and pass them in; the
 factory only wires components:
 
-    MovieLensExampleGen -> ImportSchemaGen -> Transform -> Trainer -> MovieRecEvaluator
-    -> MovieRecPusher
+    MovieRecExampleGen -> StatisticsGen -> ExampleValidator (curated schema, ImportSchemaGen)
+    -> DataValidationGate -> Transform -> Trainer -> MovieRecEvaluator -> MovieRecPusher
+
+The gate stops the run before Transform when ExampleValidator finds anomalies or too many
+rating rows were rejected, so bad data never reaches training or serving.
 
 The Evaluator also receives the latest blessed model (a Resolver over ML-Metadata), so a new
 model must not regress against what is serving.
@@ -18,8 +21,9 @@ from tfx import v1 as tfx
 from tfx.proto import transform_pb2
 
 from components.evaluator import MovieRecEvaluator
-from components.example_gen import MovieLensExampleGen
+from components.example_gen import MovieRecExampleGen
 from components.pusher import MovieRecPusher
+from components.validation import DataValidationGate
 from pipeline.config import PipelineConfig
 from trainer import features
 
@@ -29,14 +33,24 @@ RUN_FN = "trainer.run.run_fn"
 
 def create_components(config: PipelineConfig) -> list:
     """The pipeline's components, wired, in topological order."""
-    example_gen = MovieLensExampleGen(
-        data_dir=config.data_dir,
+    example_gen = MovieRecExampleGen(
+        dataset=config.dataset.to_json(),
         split_kind=config.split_kind,
         seed=config.split_seed,
         eval_fraction=config.eval_fraction,
         leave_last_n=config.leave_last_n,
     )
     schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"],
+        schema=schema_gen.outputs["schema"],
+    )
+    gate = DataValidationGate(
+        examples=example_gen.outputs["examples"],
+        anomalies=example_validator.outputs["anomalies"],
+        max_reject_fraction=config.max_reject_fraction,
+    )
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
@@ -46,6 +60,7 @@ def create_components(config: PipelineConfig) -> list:
             transform=[features.TRAIN_SPLIT, features.EVAL_SPLIT],
         ),
     )
+    transform.add_upstream_node(gate)
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
@@ -77,7 +92,18 @@ def create_components(config: PipelineConfig) -> list:
         index_kind=config.index_kind,
         retrieval_k=config.retrieval_k,
     )
-    return [example_gen, schema_gen, transform, trainer, latest_blessed, evaluator, pusher]
+    return [
+        example_gen,
+        schema_gen,
+        statistics_gen,
+        example_validator,
+        gate,
+        transform,
+        trainer,
+        latest_blessed,
+        evaluator,
+        pusher,
+    ]
 
 
 def create_pipeline(
@@ -90,7 +116,8 @@ def create_pipeline(
 
     Args:
       config: what to train and where outputs go.
-      beam_pipeline_args: Beam options of the Beam-powered components (Transform).
+      beam_pipeline_args: Beam options of the Beam-powered components (ExampleGen,
+        StatisticsGen, Transform).
       metadata_connection_config: ML-Metadata connection (None lets the orchestrator choose).
       enable_cache: reuse outputs of components whose inputs and parameters are unchanged.
     """

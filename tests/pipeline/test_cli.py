@@ -17,12 +17,30 @@ ENV = {**os.environ, "TF_USE_LEGACY_KERAS": "1"}
         (["--trainer-config", "{epochs: 3"], "invalid option: Expecting property name"),
         (["--eval-fraction", "1.5"], "eval_fraction"),
         (["--split", "leave_last_n", "--leave-last-n", "0"], "leave_last_n"),
+        (
+            ["--dataset", "table", "--path", "r.csv"],
+            "needs --path (the ratings file) and --columns",
+        ),
+        (["--dataset", "table", "--path", "r.csv", "--columns", "user=u,item=i"], "rating"),
+        (
+            ["--dataset", "table", "--path", "r.xls", "--columns", "user=u,item=i,rating=r"],
+            "format",
+        ),
+        (["--dataset", "ml-100k", "--columns", "user=u"], "apply to --dataset table"),
+        (["--dataset", "synthetic", "--synthetic-users", "0"], "num_users"),
+        (["--dataset", "ml-100k", "--implicit-threshold", "nan"], "implicit_threshold"),
+        # Not downloadable: the message says where the two files go.
+        (["--dataset", "netflix"], "/netflix/Netflix_Dataset_Rating.csv"),
     ],
 )
 def test_bad_run_flags_fail_before_any_work(tmp_path, flags, message):
     proc = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "run", *flags],
-        env={**ENV, "MOVIEREC_WORKDIR": str(tmp_path / "work")},
+        env={
+            **ENV,
+            "MOVIEREC_WORKDIR": str(tmp_path / "work"),
+            "MOVIEREC_DATA_HOME": str(tmp_path / "data"),  # empty: nothing may be fetched
+        },
         capture_output=True,
         text=True,
         timeout=120,

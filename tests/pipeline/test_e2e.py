@@ -52,8 +52,11 @@ def first_run(tmp_path_factory):
 def test_progress_lines_and_summary(first_run):
     _, stdout, summary = first_run
     for component in (
-        "MovieLensExampleGen",
+        "MovieRecExampleGen",
         "ImportSchemaGen",
+        "StatisticsGen",
+        "ExampleValidator",
+        "DataValidationGate",
         "Transform",
         "Trainer",
         "MovieRecEvaluator",
@@ -63,6 +66,7 @@ def test_progress_lines_and_summary(first_run):
             line.strip().startswith(component) and "done in" in line for line in stdout.splitlines()
         ), (component, stdout)
     assert "Run summary: " in stdout and "Top 10 for user 42" in stdout
+    assert "Ingested 100,000 rating rows: " in stdout and "; 0 rows rejected" in stdout
     assert set(summary["seconds_per_component"]) >= {"Transform", "Trainer"}
     assert summary["blessed"] is True
     evaluation = summary["evaluation"]
