@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml scripts/find-python.sh
 	  "$$py" -m venv $(VENV); \
 	fi
 	$(PY) -m pip install --quiet --upgrade "pip>=24" setuptools wheel
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,kubeflow]'
 	@touch $(STAMP)
 
 run: $(STAMP)

@@ -70,6 +70,18 @@ def train(
     return model, summary
 
 
+# Keys TFX's Vertex AI Training Trainer adds to custom_config for its own use.
+_VERTEX_KEY_PREFIX = "ai_platform_"
+
+
+def hyperparameters(custom_config: dict | None) -> dict:
+    """The Trainer's custom_config without the keys the Vertex AI Training executor adds
+    (``ai_platform_training_args``, ``ai_platform_training_enable_vertex``, ...)."""
+    return {
+        k: v for k, v in (custom_config or {}).items() if not k.startswith(_VERTEX_KEY_PREFIX)
+    }
+
+
 def run_fn(fn_args) -> None:
     """Trains and exports the model (called by the TFX Trainer).
 
@@ -77,7 +89,7 @@ def run_fn(fn_args) -> None:
       fn_args: tfx.components.FnArgs with ``train_files``, ``eval_files``,
         ``transform_output``, ``serving_model_dir``, ``model_run_dir`` and ``custom_config``.
     """
-    config = TrainerConfig.from_custom_config(fn_args.custom_config)
+    config = TrainerConfig.from_custom_config(hyperparameters(fn_args.custom_config))
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     vocabularies = data.read_vocabularies(tf_transform_output)
     train_columns = data.read_transformed(fn_args.train_files)

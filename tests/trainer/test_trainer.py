@@ -7,7 +7,7 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
-from trainer import data, export, features
+from trainer import data, export, features, run
 from trainer.config import TrainerConfig
 from trainer.preprocessing import preprocessing_fn
 from trainer.run import train
@@ -74,6 +74,9 @@ def test_config_parsing_and_errors():
         TrainerConfig(batch_size=0)
     with pytest.raises(ValueError, match="both 0"):
         TrainerConfig(retrieval_weight=0, ranking_weight=0)
+    # On Vertex AI Training, TFX adds its own keys to custom_config; run_fn drops them.
+    vertex = {**cfg.to_dict(), "ai_platform_training_args": {"project": "p"}}
+    assert TrainerConfig.from_custom_config(run.hyperparameters(vertex)) == cfg
 
 
 def _synthetic_columns(num_users=40, num_movies=30, n=3000, seed=0):

@@ -1,0 +1,263 @@
+"""``movierec compile --target vertex``: the compiled Vertex AI PipelineJob, read back as JSON.
+
+The spec is compiled twice into a temporary directory through the command's own flags:
+with the Trainer inside its pipeline step, and with the Trainer on Vertex AI Training.
+Expected values come from the flags and from ``create_components`` itself, so components
+added to the pipeline are checked without editing this file.
+"""
+
+import argparse
+import inspect
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline import kubeflow_v2_runner
+from pipeline.pipeline import create_components
+from trainer.config import TrainerConfig
+
+IMAGE = "europe-west4-docker.pkg.dev/movierec-test/images/movierec:abc123"
+GCS_ROOT = "gs://movierec-test-bucket/pipeline-root"
+FLAGS = [
+    "compile",
+    "--target=vertex",
+    "--project=movierec-test",
+    "--region=europe-west4",
+    f"--gcs-root={GCS_ROOT}/",
+    f"--image={IMAGE}",
+    "--data-uri=gs://movierec-test-bucket/data/ml-100k",
+    "--serving-uri=gs://movierec-test-bucket/serving",
+    "--max-workers=7",
+    '--trainer-config={"epochs": 3}',
+]
+VERTEX_TRAINER_FLAGS = [
+    "--trainer-machine-type=n1-highmem-8",
+    "--trainer-accelerator=NVIDIA_TESLA_T4",
+    "--trainer-accelerator-count=2",
+]
+DATAFLOW_ARGS = {
+    "--runner=DataflowRunner",
+    "--project=movierec-test",
+    "--region=europe-west4",
+    f"--temp_location={GCS_ROOT}/tmp",
+    "--max_num_workers=7",
+    f"--sdk_container_image={IMAGE}",
+    "--sdk_location=container",
+}
+EXECUTOR_COMMAND = [
+    "python",
+    "-m",
+    "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor",
+]
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="movierec")
+    kubeflow_v2_runner.add_compile_command(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """{"step": ..., "vertex": ...} -> (target, spec dict, spec path)."""
+    result = {}
+    for name, extra in (("step", []), ("vertex", VERTEX_TRAINER_FLAGS)):
+        out = tmp_path_factory.mktemp(name) / "pipeline.json"
+        args = parse([*FLAGS, f"--out={out}", *extra])
+        assert kubeflow_v2_runner.cmd_compile(args, out=open(os.devnull, "w")) == 0
+        target = kubeflow_v2_runner.VertexTarget.from_args(args)
+        result[name] = (target, json.loads(out.read_text()), out)
+    return result
+
+
+def tasks(spec: dict) -> dict:
+    return spec["pipelineSpec"]["root"]["dag"]["tasks"]
+
+
+def container(spec: dict, task: str) -> dict | None:
+    """The container of a task's executor; None for executors that are not containers."""
+    ps = spec["pipelineSpec"]
+    label = ps["components"][tasks(spec)[task]["componentRef"]["name"]]["executorLabel"]
+    return ps["deploymentSpec"]["executors"][label].get("container")
+
+
+def parameter(spec: dict, task: str, name: str):
+    return tasks(spec)[task]["inputs"]["parameters"][name]["runtimeValue"]["constantValue"]
+
+
+def tasks_of(node_id: str, spec: dict) -> set[str]:
+    """A node's tasks: itself, or the per-channel tasks a Resolver compiles into."""
+    return {t for t in tasks(spec) if t == node_id or t.startswith(f"{node_id}-")}
+
+
+def strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield k
+            yield from strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from strings(v)
+
+
+@pytest.mark.parametrize("mode", ["step", "vertex"])
+def test_every_component_is_a_task_wired_as_in_the_factory(compiled, mode):
+    target, spec, _ = compiled[mode]
+    components = create_components(target.config)
+    assert len(components) >= 7
+    covered = set()
+    for component in components:
+        own = tasks_of(component.id, spec)
+        assert own, f"{component.id} is not in the compiled spec"
+        covered |= own
+        for upstream in component.upstream_nodes:
+            for task in own:
+                dependencies = set(tasks(spec)[task].get("dependentTasks", []))
+                assert dependencies & tasks_of(upstream.id, spec), (task, upstream.id)
+    assert covered == set(tasks(spec))
+
+
+@pytest.mark.parametrize("mode", ["step", "vertex"])
+def test_every_step_runs_the_image_with_the_dataflow_args(compiled, mode):
+    _, spec, _ = compiled[mode]
+    containers = {t: container(spec, t) for t in tasks(spec)}
+    containers = {t: c for t, c in containers.items() if c is not None}
+    assert {"Transform", "Trainer"} <= set(containers)
+    for task, c in containers.items():
+        assert c["image"] == IMAGE, task
+        assert c["command"] == EXECUTOR_COMMAND, task
+        beam_args = {a for a in c["args"] if a.startswith("--") and "=" in a}
+        assert beam_args == DATAFLOW_ARGS, task
+
+
+def test_paths_point_at_gcs_and_the_image(compiled):
+    target, spec, _ = compiled["step"]
+    assert spec["runtimeConfig"]["gcsOutputDirectory"] == GCS_ROOT
+    values = set(strings(spec))
+    assert kubeflow_v2_runner.IMAGE_SCHEMA_PATH in values
+    assert "gs://movierec-test-bucket/serving" in values
+    assert any("gs://movierec-test-bucket/data/ml-100k" in v for v in values)
+    assert target.config.pipeline_root == GCS_ROOT
+
+
+@pytest.mark.parametrize("mode", ["step", "vertex"])
+def test_no_local_path_leaks_into_the_spec(compiled, tmp_path_factory, mode):
+    _, spec, out = compiled[mode]
+    paths = {"/work", "/tmp", str(out.parent), str(tmp_path_factory.getbasetemp()), os.getcwd()}
+    paths |= {sys.prefix, str(Path.home()), os.environ.get("MOVIEREC_DATA_HOME", "/work")}
+    paths.discard("/")
+    # A local path starts a value or follows a separator ("--x=/tmp/a", '"/work/..."'); the
+    # "/tmp" ending "gs://bucket/root/tmp" is not one.
+    local = re.compile("|".join(rf"(?<![\w/.:-]){re.escape(p)}(?![\w.-])" for p in paths))
+    words = re.compile(r"sqlite|metadata\.db|movierec_work", re.IGNORECASE)
+    leaks = [s for s in strings(spec) if local.search(s) or words.search(s)]
+    assert leaks == []
+    # The check itself finds such paths.
+    assert local.search(f'{{"dir": "{out.parent}"}}') and local.search("--temp_location=/tmp/x")
+
+
+def test_the_trainer_trains_in_its_step_by_default(compiled):
+    target, spec, _ = compiled["step"]
+    assert target.training is None
+    assert "tfx.components.trainer.executor.GenericExecutor" in container(spec, "Trainer")["args"]
+    custom_config = json.loads(parameter(spec, "Trainer", "custom_config")["stringValue"])
+    assert custom_config == TrainerConfig(epochs=3).to_dict()
+
+
+def test_vertex_training_runs_the_trainer_as_a_custom_job(compiled):
+    _, spec, _ = compiled["vertex"]
+    args = container(spec, "Trainer")["args"]
+    assert "tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor" in args
+    custom_config = json.loads(parameter(spec, "Trainer", "custom_config")["stringValue"])
+    assert custom_config == {
+        **TrainerConfig(epochs=3).to_dict(),
+        "ai_platform_enable_vertex": True,
+        "ai_platform_vertex_region": "europe-west4",
+        "ai_platform_training_args": {
+            "project": "movierec-test",
+            "worker_pool_specs": [
+                {
+                    "machine_spec": {
+                        "machine_type": "n1-highmem-8",
+                        "accelerator_type": "NVIDIA_TESLA_T4",
+                        "accelerator_count": 2,
+                    },
+                    "replica_count": 1,
+                    "container_spec": {"image_uri": IMAGE},
+                }
+            ],
+        },
+    }
+    # Only the Trainer changes: the other steps are those of the default spec.
+    step_spec = compiled["step"][1]
+    for task in set(tasks(spec)) - {"Trainer"}:
+        assert tasks(spec)[task] == tasks(step_spec)[task]
+
+
+@pytest.mark.parametrize(
+    ("drop", "named"),
+    [
+        (("--project", "--image"), ("--project", "--image")),
+        (("--serving-uri",), ("--serving-uri",)),
+    ],
+)
+def test_missing_flags_are_named(tmp_path, capsys, drop, named):
+    out = tmp_path / "pipeline.json"
+    argv = [f for f in FLAGS if not f.startswith(drop)] + [f"--out={out}"]
+    assert kubeflow_v2_runner.cmd_compile(parse(argv)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("movierec compile: --target vertex needs ")
+    needed = err.strip().split(" needs ")[1].split(", ")
+    assert needed == list(named)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "flag", ["--data-uri=/work/shared/data/ml-100k", "--gcs-root=/tmp/root", "--temp-location=tmp"]
+)
+def test_local_paths_are_refused(tmp_path, capsys, flag):
+    out = tmp_path / "pipeline.json"
+    argv = [*FLAGS, flag, f"--out={out}"]
+    assert kubeflow_v2_runner.cmd_compile(parse(argv)) == 2
+    name = flag.split("=")[0]
+    assert f"{name} must be a gs:// URI" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_schedule_arguments_fit_aiplatform(compiled):
+    from google.cloud import aiplatform
+
+    _, _, path = compiled["step"]
+    job, schedule = kubeflow_v2_runner.schedule_arguments(
+        str(path), "TZ=Europe/Amsterdam 0 3 * * 1", "movierec-test", "europe-west4", "sa@x.iam"
+    )
+    assert job == {
+        "display_name": "movierec",
+        "template_path": str(path),
+        "pipeline_root": GCS_ROOT,
+        "enable_caching": False,
+        "project": "movierec-test",
+        "location": "europe-west4",
+    }
+    assert schedule == {
+        "cron": "TZ=Europe/Amsterdam 0 3 * * 1",
+        "display_name": "movierec-schedule",
+        "max_concurrent_run_count": 1,
+        "service_account": "sa@x.iam",
+    }
+    # The names are those of the installed SDK (no call: that needs Google Cloud).
+    inspect.signature(aiplatform.PipelineJob.__init__).bind(None, **job)
+    inspect.signature(aiplatform.PipelineJob.create_schedule).bind(None, **schedule)
+
+
+@pytest.mark.parametrize("cron", ["0 3 * *", "0 3 * * 1 2019", "TZ=UTC", ""])
+def test_schedule_refuses_a_cron_without_five_fields(compiled, cron):
+    _, _, path = compiled["step"]
+    with pytest.raises(ValueError, match="5 fields"):
+        kubeflow_v2_runner.schedule_arguments(str(path), cron, "p", "europe-west4")
