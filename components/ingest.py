@@ -18,6 +18,7 @@ import dataclasses
 import io
 import json
 import os
+import pickle
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -94,21 +95,40 @@ def user_bucket(user_id: str, num_buckets: int) -> int:
     return zlib.crc32(user_id.encode()) % num_buckets
 
 
-class ReadShard(beam.DoFn):
+def pack_tables(movies: Mapping[str, Movie], users: Mapping[str, User] | None) -> bytes:
+    """The movie and user tables as one pickle: a side input the DoFns unpack once.
+
+    Beam serializes (dill + bz2) a DoFn every time it builds or ships a stage; DoFns holding
+    50k Movie objects made that the largest cost of a run. A side input is encoded once.
+    """
+    return pickle.dumps((dict(movies), None if users is None else dict(users)), protocol=5)
+
+
+class _TablesUser(beam.DoFn):
+    """A DoFn that reads the movie and user tables from a side input, unpacked once."""
+
+    _unpacked = None
+
+    def tables(self, packed: bytes) -> tuple[dict, dict | None]:
+        if self._unpacked is None:
+            self._unpacked = pickle.loads(packed)
+        return self._unpacked
+
+
+class ReadShard(_TablesUser):
     """(shard index, Shard) -> (bucket, Columns) batches; Reject lists and Counters tagged."""
 
-    def __init__(self, source: Source, movies, users, num_buckets: int):
+    def __init__(self, source: Source, num_buckets: int):
         self._source = source
-        self._movies = movies
-        self._users = users
         self._num_buckets = num_buckets
 
-    def process(self, indexed):
+    def process(self, indexed, packed_tables):
+        movies, users = self.tables(packed_tables)
         index, shard = indexed
         ratings: list[Rating] = []
         rejects: list[Reject] = []
         counts = Counter({ROWS_READ: 0})
-        for record in self._source.read_ratings(shard, self._movies, self._users):
+        for record in self._source.read_ratings(shard, movies, users):
             counts[ROWS_READ] += 1
             if isinstance(record, Reject):
                 counts[record.reason] += 1
@@ -206,7 +226,7 @@ def _merge_counters(counters: Iterable[Counter]) -> Counter:
     return total
 
 
-class WriteBucket(beam.DoFn):
+class WriteBucket(_TablesUser):
     """(bucket, Columns) -> one GZIP TFRecord file per split; yields Counters of examples.
 
     Rows are sorted by (user id, movie id) so that two runs write identical bytes. Files are
@@ -214,24 +234,15 @@ class WriteBucket(beam.DoFn):
     bundle) replaces its file whole.
     """
 
-    def __init__(
-        self,
-        examples_uri: str,
-        split: splits.SplitConfig,
-        movies: Mapping[str, Movie],
-        users: Mapping[str, User] | None,
-        num_buckets: int,
-    ):
+    def __init__(self, examples_uri: str, split: splits.SplitConfig, num_buckets: int):
         self._uri = examples_uri
         self._split = split
-        self._movies = movies
-        self._users = users
         self._num_buckets = num_buckets
 
     def setup(self):
         self._encoder = example_coder.RecordBatchToExamplesEncoder()
 
-    def process(self, element, cutoff):
+    def process(self, element, cutoff, packed_tables):
         bucket, columns = element
         order = sorted(range(len(columns)), key=lambda i: (columns.users[i], columns.movies[i]))
         columns = columns.take(np.array(order, np.int64))
@@ -241,7 +252,7 @@ class WriteBucket(beam.DoFn):
             index = np.flatnonzero(mask)
             counts[split] = len(index)
             if len(index):
-                self._write(split, bucket, columns.take(index))
+                self._write(split, bucket, columns.take(index), *self.tables(packed_tables))
         yield counts
 
     def _eval_mask(self, columns: Columns, cutoff: int | None) -> np.ndarray:
@@ -262,15 +273,13 @@ class WriteBucket(beam.DoFn):
         pairs = zip(columns.users, columns.movies, strict=True)
         return np.fromiter(((u, m) in held_out for u, m in pairs), bool, len(columns))
 
-    def _write(self, split: str, bucket: int, columns: Columns) -> None:
+    def _write(self, split: str, bucket: int, columns: Columns, movies, users) -> None:
         directory = os.path.join(self._uri, f"Split-{split}")
         tf.io.gfile.makedirs(directory)
         name = f"data_tfrecord-{bucket:05d}-of-{self._num_buckets:05d}.gz"
         options = tf.io.TFRecordOptions(compression_type="GZIP")
         with tf.io.TFRecordWriter(os.path.join(directory, name), options=options) as writer:
-            for example in self._encoder.encode(
-                rating_record_batch(columns, self._movies, self._users)
-            ):
+            for example in self._encoder.encode(rating_record_batch(columns, movies, users)):
                 writer.write(example)
 
 
@@ -357,12 +366,15 @@ def build_ingest(
       implicit_threshold: keep only ratings above it; None keeps all.
       num_buckets: user buckets; each writes at most one file per split.
     """
+    tables = beam.pvalue.AsSingleton(
+        p | "Tables" >> beam.Create([pack_tables(movies, users)], reshuffle=False)
+    )
     read = (
         p
         | "Shards" >> beam.Create(list(enumerate(shards)))
         | "Reshuffle shards" >> beam.Reshuffle()
         | "Read"
-        >> beam.ParDo(ReadShard(source, movies, users, num_buckets)).with_outputs(
+        >> beam.ParDo(ReadShard(source, num_buckets), tables).with_outputs(
             _REJECTS_TAG, _COUNTS_TAG, main="ratings"
         )
     )
@@ -385,7 +397,7 @@ def build_ingest(
         cutoff = p | "No cutoff" >> beam.Create([None])
     cutoff_value = beam.pvalue.AsSingleton(cutoff)
     written = deduped.kept | "Write" >> beam.ParDo(
-        WriteBucket(examples_uri, split, movies, users, num_buckets), cutoff_value
+        WriteBucket(examples_uri, split, num_buckets), cutoff_value, tables
     )
     rejects_path = os.path.join(examples_uri, REJECTS_FILE)
     file_order = [r.file for r in catalogue_rejects] + [s.name for s in shards]
