@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import TypeVar
 
+from components import fileio
 from components.splits import SplitConfig, SplitPlan, plan_split
 
 # u.genre, in the order of u.item's 19 flags. "unknown" means "no genre known", so that flag
@@ -139,7 +140,7 @@ def _raise(reject: Reject) -> None:
 
 def _lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
     """(1-based line number, line without its ending), read one at a time."""
-    with open(path, encoding=ENCODING, newline="") as f:
+    with fileio.open_text(path, ENCODING) as f:
         for number, line in enumerate(f, start=1):
             yield number, line.rstrip("\r\n")
 

@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 
-from components import movielens
+from components import fileio, movielens
 from components.movielens import Movie, Rating, Reject
 
 UTF8 = "utf-8-sig"  # UTF-8 that drops a leading byte-order mark
@@ -36,7 +36,7 @@ def probe_encoding(path: str | os.PathLike) -> str:
     file that is mostly ASCII with a few latin-1 titles two ways.
     """
     decoder = codecs.getincrementaldecoder("utf-8")()
-    with open(path, "rb") as f:
+    with fileio.open_binary(path) as f:
         try:
             while chunk := f.read(_PROBE_BYTES):
                 decoder.decode(chunk)
@@ -78,7 +78,7 @@ class DelimitedFile:
           ValueError: naming the file when it does not exist.
         """
         path = os.fspath(path)
-        if not os.path.isfile(path):
+        if not fileio.is_file(path):
             raise ValueError(f"{path} is missing")
         return cls(path, delimiter, encoding or probe_encoding(path))
 
@@ -89,7 +89,7 @@ class DelimitedFile:
 
     def _text(self):
         # newline="" keeps "\r\n" on each line so that raw lines and line numbers are physical.
-        return open(self.path, encoding=self.encoding, newline="")
+        return fileio.open_text(self.path, self.encoding)
 
     def header(self) -> list[str]:
         """The column names of line 1, trimmed, without a byte-order mark."""

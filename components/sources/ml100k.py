@@ -8,7 +8,7 @@ rejects as its readers, except that ratings are not deduplicated here (ExampleGe
 import os
 from collections.abc import Iterator, Mapping
 
-from components import movielens
+from components import fileio, movielens
 from components.movielens import Movie, Rating, Reject, User
 from components.sources.base import Shard, Source
 
@@ -33,7 +33,7 @@ class MovieLens100kSource(Source):
 
     def _file(self, name: str) -> str:
         path = os.path.join(self.directory, name)
-        if not os.path.isfile(path):
+        if not fileio.is_file(path):
             raise ValueError(f"MovieLens file {path} is missing")
         return path
 

@@ -9,7 +9,7 @@ name its user, item and rating columns (and optionally timestamp and title) in
 import os
 from collections.abc import Iterator, Mapping
 
-from components import movielens
+from components import fileio, movielens
 from components.movielens import Movie, Rating, Reject, User
 from components.sources import delimited
 from components.sources.base import Shard, Source
@@ -136,7 +136,7 @@ class TableSource(Source):
                     title = "" if at["title"] is None else fields[at["title"]].strip()
                     yield delimited.any_id(fields[at["item"]]), title
             return
-        parquet_file = _pyarrow_parquet().ParquetFile(self.path)
+        parquet_file = _parquet_file(self.path)
         found = self._parquet_names(parquet_file)
         names = list(dict.fromkeys(n for n in (found["item"], found["title"]) if n))
         for batch in parquet_file.iter_batches(_BATCH_ROWS, columns=names, use_threads=False):
@@ -154,7 +154,7 @@ class TableSource(Source):
         if self.format == "csv":
             table, _ = self._csv()
             return [Shard(table.name, {"path": self.path, "encoding": table.encoding})]
-        parquet_file = _pyarrow_parquet().ParquetFile(self.path)
+        parquet_file = _parquet_file(self.path)
         self._parquet_names(parquet_file)
         metadata = parquet_file.metadata
         if metadata.num_rows == 0:
@@ -197,7 +197,7 @@ class TableSource(Source):
         movies: Mapping[str, Movie] | None,
         users: Mapping[str, User] | None,
     ) -> Iterator[Rating | Reject]:
-        parquet_file = _pyarrow_parquet().ParquetFile(self.path)
+        parquet_file = _parquet_file(self.path)
         found = self._parquet_names(parquet_file)
         keys = [k for k in ("user", "item", "rating", "timestamp") if found[k]]
         names = list(dict.fromkeys(found[k] for k in keys))
@@ -273,3 +273,9 @@ def _to_list(column) -> list:
     if text or (column.null_count == 0 and not pa.types.is_dictionary(column.type)):
         return column.to_numpy(zero_copy_only=False).tolist()
     return column.to_pylist()
+
+
+def _parquet_file(path: str):
+    """A ParquetFile; pyarrow opens local paths itself, remote ones come through fileio."""
+    source = fileio.open_binary(path) if fileio.is_remote(path) else path
+    return _pyarrow_parquet().ParquetFile(source)

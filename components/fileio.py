@@ -1,0 +1,62 @@
+"""Opening dataset files on local disk or on any filesystem TensorFlow knows (gs://, s3://...).
+
+The sources call these instead of ``open``/``os.path.isfile``, so the same pipeline reads a
+data home on local disk (``movierec run``) and a dataset in Cloud Storage (Vertex AI with
+Dataflow, ``movierec compile``). Local paths keep Python's own file objects: they are faster,
+and they are what tests use. TensorFlow is imported only for remote paths.
+"""
+
+import io
+import os
+
+
+def is_remote(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a URI such as ``gs://bucket/ratings.csv``."""
+    return "://" in os.fspath(path)
+
+
+def is_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names an existing file (not a directory)."""
+    if not is_remote(path):
+        return os.path.isfile(path)
+    import tensorflow as tf
+
+    path = os.fspath(path)
+    return tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path)
+
+
+def open_binary(path: str | os.PathLike):
+    """A binary file object for reading ``path``."""
+    if not is_remote(path):
+        return open(path, "rb")
+    import tensorflow as tf
+
+    return tf.io.gfile.GFile(os.fspath(path), "rb")
+
+
+def open_text(path: str | os.PathLike, encoding: str):
+    """A text file object for reading ``path``; line endings are kept as they are
+    (``newline=""``), so raw lines and line numbers stay physical."""
+    if not is_remote(path):
+        return open(path, encoding=encoding, newline="")
+    raw = _RawGFile(open_binary(path))
+    return io.TextIOWrapper(io.BufferedReader(raw), encoding=encoding, newline="")
+
+
+class _RawGFile(io.RawIOBase):
+    """A tf.io.gfile.GFile as the raw stream ``io.BufferedReader`` expects."""
+
+    def __init__(self, gfile):
+        self._gfile = gfile
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._gfile.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._gfile.close()
+        super().close()
