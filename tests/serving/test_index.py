@@ -94,13 +94,65 @@ def test_scann_recall_at_10_against_numpy(num_candidates, min_recall):
 
 def test_scann_params_follow_catalogue_size():
     # Hand-worked: round(sqrt(1682)) = 41 leaves, all searched and all 1682 re-scored (exact);
-    # 20k: round(141.4) = 141 leaves, ceil(70.5) = 71 searched, max(250, 282, 10 * k);
+    # 20k: round(141.4) = 141 leaves, ceil(70.5) = 71 searched, max(250, 4 * 71, 10 * k);
     # 1M: 1000 leaves, 500 searched, max(250, 2000, 100) = 2000 re-scored.
     assert index.scann_params(1682, 10) == index.ScannParams(41, 41, 1682)
-    assert index.scann_params(20_000, 10) == index.ScannParams(141, 71, 282)
+    assert index.scann_params(20_000, 10) == index.ScannParams(141, 71, 284)
     assert index.scann_params(20_000, 100) == index.ScannParams(141, 71, 1000)
     assert index.scann_params(1_000_000, 10) == index.ScannParams(1000, 500, 2000)
     assert index.scann_params(16, 16) == index.ScannParams(4, 4, 16)
+
+
+def test_search_ladder_rungs():
+    # 1M, k=10: ceil(f * 1000) leaves for f in 2/5/10/20/30/50%, max(250, 4 * leaves, 100).
+    ladder = index.scann_search_ladder(1_000_000, 10)
+    rungs = ((20, 250), (50, 250), (100, 400), (200, 800), (300, 1200), (500, 2000))
+    assert ladder == [index.ScannParams(1000, leaves, reorder) for leaves, reorder in rungs]
+    assert ladder[-1] == index.scann_params(1_000_000, 10)
+    # 20k, k=100: ceil(f * 141) = 3, 8, 15, 29, 43, 71 leaves; 10 * k = 1000 re-scored.
+    ladder = index.scann_search_ladder(20_000, 100)
+    assert [p.num_leaves_to_search for p in ladder] == [3, 8, 15, 29, 43, 71]
+    assert {p.num_reordering_candidates for p in ladder} == {1000}
+    # 10k: 100 leaves, 2% and 5% round up to 2 and 5; below 10k the exact setting only.
+    assert index.scann_search_ladder(10_000, 10)[0] == index.ScannParams(100, 2, 250)
+    assert index.scann_search_ladder(9_999, 10) == [index.ScannParams(100, 100, 9_999)]
+
+
+def _clustered(rows: int, seed: int, centres: np.ndarray) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    picked = centres[rng.integers(0, len(centres), rows)]
+    return (picked + 0.3 * rng.normal(size=(rows, DIM))).astype(np.float32)
+
+
+def test_clustered_embeddings_search_fewer_leaves_at_the_same_recall():
+    centres = np.random.default_rng(9).normal(size=(200, DIM))
+    candidates, queries = _clustered(20_000, 10, centres), _clustered(200, 11, centres)
+    ids = _ids(20_000)
+    _, want_rows = _numpy_top_k(queries, candidates, 10)
+
+    topk = index.build_index("scann", ids, candidates, 10)
+    _, got = topk(tf.constant(queries))
+
+    fallback = index.scann_params(20_000, 10)
+    assert topk.search_params in index.scann_search_ladder(20_000, 10)
+    assert topk.search_params.num_leaves_to_search < fallback.num_leaves_to_search
+    assert topk.calibration_recall >= 0.99
+    assert _recall(got.numpy().astype(str), ids[want_rows]) >= 0.95
+
+
+def test_queries_search_with_the_chosen_settings():
+    # One leaf of 141 cannot hold most of the true top 10 of isotropic embeddings; the same
+    # index searching with its calibrated settings finds them.
+    candidates, queries, ids = _gaussian(20_000, 12), _gaussian(100, 13), _ids(20_000)
+    _, want_rows = _numpy_top_k(queries, candidates, 10)
+    topk = index.build_index("scann", ids, candidates, 10)
+    _, calibrated = topk(tf.constant(queries))
+
+    topk.search_params = index.ScannParams(141, 1, 10)
+    _, starved = topk(tf.constant(queries))
+
+    assert _recall(calibrated.numpy().astype(str), ids[want_rows]) >= 0.95
+    assert _recall(starved.numpy().astype(str), ids[want_rows]) < 0.5
 
 
 def test_query_model_is_applied_before_the_index():
