@@ -24,10 +24,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
-from serving import push, retrieval
+from serving import push
 from trainer import features
+
+# TensorFlow (and serving.retrieval, which needs it) is imported inside the functions that
+# use it, so that building the ``movierec`` parser stays fast for every other command.
 
 NPY, TSV, BOTH = "npy", "tsv", "both"
 FORMATS = (NPY, TSV, BOTH)
@@ -56,6 +58,8 @@ def export_embeddings(serving_dir_or_model_path: str | Path, out_dir: str | Path
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
+    import tensorflow as tf
+
     model_path, retrieval_path = _resolve(Path(serving_dir_or_model_path))
     model = tf.saved_model.load(str(model_path))
     if not hasattr(model, "user_ids") or not hasattr(model, "movie_ids"):
@@ -89,6 +93,8 @@ def embed(signature, key: str, ids: list[str], batch: int = _BATCH) -> np.ndarra
       ids: the ids, in the order of the returned rows.
       batch: ids per call.
     """
+    import tensorflow as tf
+
     parts = [
         signature(**{key: tf.constant(ids[lo : lo + batch], tf.string)})["embedding"].numpy()
         for lo in range(0, len(ids), batch)
@@ -124,6 +130,10 @@ def _catalogue_titles(retrieval_path: Path) -> dict[str, str] | None:
 
     Reading the two variables from the checkpoint needs neither the model's graph nor ScaNN.
     """
+    import tensorflow as tf
+
+    from serving import retrieval
+
     reader = tf.train.load_checkpoint(str(retrieval_path / "variables" / "variables"))
     keys = [
         f"{name}/.ATTRIBUTES/VARIABLE_VALUE"

@@ -37,6 +37,14 @@ def _versions(client) -> dict[str, str]:
     }
 
 
+def _last_version(out: list) -> int | None:
+    """The retrieval version of a worker's latest successful answer."""
+    for status, body in reversed(list(out)):
+        if status == 200:
+            return body["model_versions"][push.RETRIEVAL]
+    return None
+
+
 def _hammer(client, path, bodies, stop, results) -> None:
     """Sends requests back to back on one keep-alive connection until ``stop`` is set."""
     conn = http.client.HTTPConnection(client.host, client.port, timeout=60)
@@ -70,7 +78,9 @@ def test_push_under_load_switches_versions_without_a_failed_request(staged, serv
     for name in MODEL_NAMES:
         push.push_atomically(staged.models[name], served / name)
     _wait_for(lambda: _versions(client) == {name: "2" for name in MODEL_NAMES})
-    time.sleep(0.5)
+    # Each recommend worker answers from v2 before the load stops; on a busy machine a
+    # request started on v1 can still be in flight here.
+    _wait_for(lambda: all(_last_version(out) == 2 for out in results[:3]))
     stop.set()
     for t in threads:
         t.join()
