@@ -2,7 +2,7 @@
 ingestion.
 
 Usage: python -m bench [pipeline] [trainer] [evaluation] [ingest] [serving] [retrieval_scale]
-    [runner_modes] [--repeats N] [--ingest-ratings N]
+    [runner_modes] [retrain] [--repeats N] [--ingest-ratings N]
 
 Figures are printed (medians over repeats, ratios within one run); nothing is asserted.
 """
@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from bench import retrieval_scale, runner_modes, serving
+from bench import retrain, retrieval_scale, runner_modes, serving
 from bench.evaluation import bench_evaluation
 from bench.ingest import bench_ingest
 from bench.tutorial import train_tutorial
@@ -164,6 +164,8 @@ def main(argv=None) -> int:
         serving.run(sys.stdout)
     if "retrieval_scale" in args.what:
         retrieval_scale.run(sys.stdout)
+    if "retrain" in args.what:
+        retrain.run(sys.stdout)
     if "runner_modes" in args.what:  # two full pipeline runs per mode: not in the default set
         runner_modes.run(sys.stdout)
     return 0

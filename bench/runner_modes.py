@@ -42,7 +42,7 @@ def run_child(mode: str, workdir: Path) -> None:
     """Runs the pipeline once with ``mode``'s Beam args; writes seconds to ``workdir``."""
     from components import data_home
     from components.sources import DatasetSpec
-    from pipeline import cli, local_runner
+    from pipeline import launch, local_runner
     from pipeline.config import PipelineConfig
 
     config = PipelineConfig(
@@ -52,7 +52,7 @@ def run_child(mode: str, workdir: Path) -> None:
             kind="ml-100k",
             path=str(data_home.ensure_ml100k(data_home.resolve_data_home(os.environ))),
         ),
-        schema_path=cli.schema_path(),
+        schema_path=launch.schema_path(),
         serving_dir=str(workdir / "serving"),
     )
     metadata_path = str(workdir / "metadata.sqlite")

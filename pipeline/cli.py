@@ -1,42 +1,28 @@
-"""The ``movierec`` command line: ``run`` the pipeline, ``recommend`` from pushed models.
+"""The ``movierec`` command line: ``run`` the pipeline, ``recommend`` from pushed models;
+``retrain`` (``pipeline.retrain``) and ``compile`` (``pipeline.kubeflow_v2_runner``) are
+added from their modules.
 
 Environment and flags are parsed here, once, into typed configs; everything below takes
 plain arguments. ``movierec run`` runs the pipeline in a child process whose output goes to
-a log file, and prints one line per component as it finishes.
+a log file (``pipeline.launch``), and prints one line per component as it finishes.
 """
 
 import argparse
 import dataclasses
-import importlib.resources
 import json
 import os
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from components import data_home, splits
+from components import data_home
 from components.sources import DATASET_NAMES, DatasetSpec, dataset_spec
-from pipeline import kubeflow_v2_runner
-from pipeline.config import PipelineConfig, config_to_dict
-from trainer.config import TrainerConfig
-
-_COMPONENT_LINE = re.compile(r"Component (\S+) is (running|finished)\.")
-_METRICS_SHOWN = (
-    "recall@10",
-    "recall@100",
-    "ndcg@10",
-    "map@10",
-    "user_recall@10",
-    "top_k_accuracy_incl_seen@10",
-    "top_k_accuracy_incl_seen@100",
-    "coverage@10",
-    "popularity_percentile@10",
-    "rmse",
-    "mae",
-)
+from pipeline import kubeflow_v2_runner, launch, retrain
+from pipeline.config import config_to_dict
+from serving import commands as serving_commands
+from serving import embeddings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,90 +37,6 @@ class Environment:
         return cls(
             data_home=data_home.resolve_data_home(env),
             workdir=Path(env.get("MOVIEREC_WORKDIR", "movierec_work")).resolve(),
-        )
-
-
-def schema_path() -> str:
-    """The curated schema shipped with the package."""
-    return str(importlib.resources.files("pipeline") / "schema" / "schema.pbtxt")
-
-
-def _follow(proc: subprocess.Popen, log_path: Path, out) -> dict[str, float]:
-    """Prints a line per component as the child's log reports it; returns durations."""
-    durations, started = {}, {}
-    with open(log_path, errors="replace") as log:
-        while True:
-            line = log.readline()
-            if not line:
-                if proc.poll() is not None:
-                    break
-                time.sleep(0.2)
-                continue
-            m = _COMPONENT_LINE.search(line)
-            if not m:
-                continue
-            name, state = m.groups()
-            if state == "running":
-                started[name] = time.perf_counter()
-                print(f"  {name:<30}", end=" ", file=out, flush=True)
-            elif name in started:
-                durations[name] = time.perf_counter() - started[name]
-                print(f"done in {durations[name]:6.1f} s", file=out, flush=True)
-    return durations
-
-
-def _print_ingest(ingest: dict, out) -> None:
-    rejects = {reason: n for reason, n in ingest["rejects"].items() if n}
-    print(
-        f"\nIngested {ingest['rows']:,} rating rows: {ingest['train']:,} train, "
-        f"{ingest['eval']:,} eval examples; {sum(rejects.values()):,} rows rejected"
-        + (f" ({', '.join(f'{r} {n:,}' for r, n in sorted(rejects.items()))})" if rejects else "")
-        + (
-            f"; {ingest['below_implicit_threshold']:,} at or below the implicit threshold"
-            if ingest["below_implicit_threshold"]
-            else ""
-        ),
-        file=out,
-    )
-    print(f"  rejects: {ingest['rejects_file']}", file=out)
-
-
-def _print_results(results: dict, out) -> None:
-    if results.get("ingest"):
-        _print_ingest(results["ingest"], out)
-    evaluation = results.get("evaluation")
-    if evaluation:
-        columns = {"model": evaluation["model"], **evaluation["baselines"]}
-        if evaluation.get("previous_model"):
-            columns["previous"] = evaluation["previous_model"]["metrics"]
-        print(
-            "\nEvaluation on the eval split (every movie a candidate; recall/ndcg/map exclude "
-            "each user's train movies):",
-            file=out,
-        )
-        print(f"  {'metric':<30}" + "".join(f"{name:>12}" for name in columns), file=out)
-        for key in _METRICS_SHOWN:
-            cells = "".join(
-                f"{scorer[key]:>12.4f}" if key in scorer else f"{'-':>12}"
-                for scorer in columns.values()
-            )
-            print(f"  {key:<30}{cells}", file=out)
-        verdict = "BLESSED" if evaluation["blessed"] else "NOT BLESSED"
-        print(f"\nBlessing: {verdict}", file=out)
-        for reason in evaluation["reasons"]:
-            print(f"  {reason}", file=out)
-    if results.get("report"):
-        print(f"\nReport: {results['report']}", file=out)
-    push = results.get("push", {})
-    if push.get("pushed"):
-        print("\nPushed models (TF Serving layout):", file=out)
-        for name, pushed in push.items():
-            if isinstance(pushed, dict):
-                print(f"  {name:<22} v{pushed['version']:<4} {pushed['path']}", file=out)
-        print(f"  {'models.config':<22}       {push['models_config']}", file=out)
-    elif push:
-        print(
-            f"\nNothing pushed: {push.get('reason')}; the previous model keeps serving.", file=out
         )
 
 
@@ -188,27 +90,9 @@ def _describe(dataset: DatasetSpec) -> str:
     return f"{dataset.kind} data at {dataset.path}"
 
 
-def _validation_failure(log_lines: list[str]) -> list[str]:
-    """The DataValidationGate's message in a failed run's log, or [] when it did not fail."""
-    marker = "DataValidationError: "
-    for i in range(len(log_lines) - 1, -1, -1):
-        if marker in log_lines[i]:
-            message = [log_lines[i][log_lines[i].index(marker) :]]
-            for line in log_lines[i + 1 :]:
-                if not (line.startswith("  ") or line.startswith("rejected rows: ")):
-                    break
-                message.append(line)
-            return message
-    return []
-
-
 def cmd_run(args, env: Environment, out=sys.stdout) -> int:
     try:
-        trainer_config = TrainerConfig.from_custom_config(
-            json.loads(args.trainer_config) if args.trainer_config else {}
-        )
-        # Checked here so a bad flag fails at once, not minutes later inside ExampleGen.
-        splits.SplitConfig(args.split, args.seed, args.eval_fraction, args.leave_last_n)
+        trainer_config = launch.trainer_config(args)
     except ValueError as e:  # json.JSONDecodeError is a ValueError too
         print(f"movierec: invalid option: {e}", file=sys.stderr)
         return 2
@@ -224,56 +108,14 @@ def cmd_run(args, env: Environment, out=sys.stdout) -> int:
     run_id = time.strftime("%Y%m%d-%H%M%S")
     run_dir = workdir / "runs" / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
-    config = PipelineConfig(
-        pipeline_name="movierec",
-        pipeline_root=str(workdir / "pipeline_root"),
-        dataset=dataset,
-        schema_path=schema_path(),
-        serving_dir=str(workdir / "serving"),
-        trainer=trainer_config,
-        split_kind=args.split,
-        split_seed=args.seed,
-        eval_fraction=args.eval_fraction,
-        leave_last_n=args.leave_last_n,
-        index_kind=args.index,
-        max_reject_fraction=args.max_reject_fraction,
-    )
-    config_file = run_dir / "config.json"
-    config_file.write_text(json.dumps(config_to_dict(config), indent=2))
+    config = launch.pipeline_config(args, workdir, dataset, trainer_config)
     log_path = run_dir / "pipeline.log"
-    results_file = run_dir / "results.json"
     print(f"movierec: training on {_describe(dataset)} (log: {log_path})", file=out, flush=True)
-    start = time.perf_counter()
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pipeline.local_runner",
-                "--config",
-                str(config_file),
-                "--metadata",
-                str(workdir / "metadata.sqlite"),
-                "--results",
-                str(results_file),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=_child_env(),
-        )
-    durations = _follow(proc, log_path, out)
-    total = time.perf_counter() - start
-    if proc.returncode != 0:
-        print(
-            f"\nmovierec: the pipeline failed (exit {proc.returncode}); last lines of {log_path}:",
-            file=sys.stderr,
-        )
-        lines = log_path.read_text(errors="replace").splitlines()
-        print("\n".join(_validation_failure(lines) or lines[-25:]), file=sys.stderr)
+    outcome = launch.run_child(config, workdir, run_dir, out)
+    if outcome is None:
         return 1
-    results = json.loads(results_file.read_text())
-    print(f"  {'total':<30} {total:6.1f} s", file=out)
-    _print_results(results, out)
+    results, durations, total = outcome
+    launch.print_results(results, out)
     summary = {
         "run_id": run_id,
         "dataset": json.loads(dataset.to_json()),
@@ -314,7 +156,7 @@ def _demo(serving_dir: Path, user: str, log_path: Path, out) -> dict:
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
-            env=_child_env(),
+            env=launch.child_env(),
         )
     if proc.returncode != 0:
         print(f"\nCould not read the pushed models back (see {log_path}).", file=out)
@@ -333,10 +175,6 @@ def _demo(serving_dir: Path, user: str, log_path: Path, out) -> dict:
             file=out,
         )
     return demo
-
-
-def _child_env() -> dict:
-    return {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 def cmd_recommend(args, env: Environment, out=sys.stdout) -> int:
@@ -408,12 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train, evaluate and push through the TFX pipeline")
     run.add_argument("--user", default="42", help="user shown in the closing demo")
-    run.add_argument("--split", choices=("random", "time", "leave_last_n"), default="random")
-    run.add_argument("--seed", type=int, default=42, help="seed of the random split")
-    run.add_argument("--eval-fraction", type=float, default=0.2, help="random and time splits")
-    run.add_argument("--leave-last-n", type=int, default=1, help="leave_last_n split")
-    run.add_argument("--index", choices=("scann", "brute_force"), default="scann")
-    run.add_argument("--trainer-config", help="JSON overrides, e.g. '{\"epochs\": 3}'")
+    launch.add_training_options(run)
     data = run.add_argument_group("dataset")
     data.add_argument("--dataset", choices=DATASET_NAMES, default="ml-100k")
     data.add_argument("--path", help="table: the ratings file (CSV or Parquet)")
@@ -438,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.05,
         help="stop before training when more rating rows than this are rejected",
     )
+    retrain.add_retrain_command(sub)
     rec = sub.add_parser("recommend", help="top-k movies for a user from the pushed models")
     rec.add_argument("--user", required=True)
     rec.add_argument("--k", type=int, default=10)
@@ -447,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     tfl.add_argument("--serving-dir", help="default: $MOVIEREC_WORKDIR/serving")
     tfl.add_argument("--out", help="default: <serving dir>/tflite/ranking-<version>.tflite")
     kubeflow_v2_runner.add_compile_command(sub)
+    serving_commands.add_serve_command(sub)
+    embeddings.add_export_embeddings_command(sub)
     return parser
 
 
@@ -455,9 +291,12 @@ def main(argv=None) -> int:
     env = Environment.from_env(os.environ)
     commands = {
         "run": cmd_run,
+        "retrain": retrain.cmd_retrain,
         "recommend": cmd_recommend,
         "export-tflite": cmd_export_tflite,
         "compile": kubeflow_v2_runner.cmd_compile,
+        "serve": serving_commands.cmd_serve,
+        "export-embeddings": embeddings.cmd_export_embeddings,
     }
     return commands[args.command](args, env)
 

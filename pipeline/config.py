@@ -13,6 +13,10 @@ from components.blessing import Threshold
 from components.sources import DatasetSpec
 from trainer.config import TrainerConfig
 
+# Where the Trainer's initial weights come from: a fresh initialisation, or the latest
+# blessed model in ML-Metadata (rows of ids it knows carried over; see trainer.warm_start).
+WARM_START_SOURCES = ("none", "latest_blessed")
+
 # Blessing by default: beat popularity's recall@10 by 10% and the bias baseline's RMSE.
 DEFAULT_THRESHOLDS = (
     Threshold(metric="recall@10", direction="min", value=1.1, baseline="popularity"),
@@ -43,6 +47,8 @@ class PipelineConfig:
         invalid) before the run stops ahead of training.
       index_kind: retrieval index of the pushed model, ``"scann"`` or ``"brute_force"``.
       retrieval_k: movies the retrieval model returns per user.
+      warm_start_from: one of ``WARM_START_SOURCES``: ``"latest_blessed"`` gives the
+        Trainer the latest blessed model as its base model to warm-start from.
     """
 
     pipeline_name: str
@@ -60,6 +66,14 @@ class PipelineConfig:
     max_reject_fraction: float = 0.05
     index_kind: str = "scann"
     retrieval_k: int = 100
+    warm_start_from: str = "none"
+
+    def __post_init__(self):
+        if self.warm_start_from not in WARM_START_SOURCES:
+            raise ValueError(
+                f"warm_start_from: {self.warm_start_from!r} is not one of "
+                f"{', '.join(WARM_START_SOURCES)}"
+            )
 
 
 def config_to_dict(config: PipelineConfig) -> dict:

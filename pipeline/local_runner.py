@@ -19,6 +19,7 @@ from components.ingest import REJECTS_FILE
 from components.pusher import PUSH_FILE
 from pipeline.config import PipelineConfig, config_from_dict
 from pipeline.pipeline import create_pipeline
+from trainer.run import TRAINING_SUMMARY
 
 # In-process Beam keeps start-up cheap for data of MovieLens size.
 DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
@@ -58,8 +59,9 @@ def collect_results(metadata_path: str) -> dict:
     """Reads the latest evaluation, blessing and push of the pipeline from ML-Metadata.
 
     Returns:
-      ``{"ingest": ..., "evaluation": ..., "report": path, "push": {...}}``; keys are
-      missing for components that did not produce an output.
+      ``{"ingest": ..., "evaluation": ..., "report": path, "push": {...}, "model_uri": path,
+      "training": training.json}``; keys are missing for components that did not produce
+      an output.
     """
     config = tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
     result = {}
@@ -79,11 +81,25 @@ def collect_results(metadata_path: str) -> dict:
         model = _latest_artifact(m.store, "Model")
         if model is not None:
             result["model_uri"] = model.uri
+        model_run = _latest_artifact(m.store, "ModelRun")
+        if model_run is not None and os.path.exists(os.path.join(model_run.uri, TRAINING_SUMMARY)):
+            with open(os.path.join(model_run.uri, TRAINING_SUMMARY)) as f:
+                result["training"] = json.load(f)
     return result
 
 
-def run(config: PipelineConfig, metadata_path: str, beam_args=DEFAULT_BEAM_ARGS) -> dict:
-    """Runs the whole pipeline and returns :func:`collect_results`."""
+def run(
+    config: PipelineConfig,
+    metadata_path: str,
+    beam_args=DEFAULT_BEAM_ARGS,
+    enable_cache: bool = False,
+) -> dict:
+    """Runs the whole pipeline and returns :func:`collect_results`.
+
+    With ``enable_cache``, a component whose inputs and parameters match an execution
+    recorded in ML-Metadata reuses its outputs instead of running (a rerun after a crash
+    resumes where the first run stopped).
+    """
     os.makedirs(os.path.dirname(os.path.abspath(metadata_path)), exist_ok=True)
     p = create_pipeline(
         config,
@@ -91,6 +107,7 @@ def run(config: PipelineConfig, metadata_path: str, beam_args=DEFAULT_BEAM_ARGS)
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             metadata_path
         ),
+        enable_cache=enable_cache,
     )
     tfx.orchestration.LocalDagRunner().run(p)
     return collect_results(metadata_path)
@@ -101,13 +118,16 @@ def main(argv=None) -> int:
     parser.add_argument("--config", required=True, help="JSON file of a PipelineConfig")
     parser.add_argument("--metadata", required=True, help="SQLite ML-Metadata path")
     parser.add_argument("--results", required=True, help="where to write the results JSON")
+    parser.add_argument(
+        "--enable-cache", action="store_true", help="reuse outputs recorded in ML-Metadata"
+    )
     args = parser.parse_args(argv)
     # INFO carries LocalDagRunner's "Component X is running/finished" lines that
     # `movierec run` follows in this process's log.
     logging.set_verbosity(logging.INFO)
     with open(args.config) as f:
         config = config_from_dict(json.load(f))
-    results = run(config, args.metadata)
+    results = run(config, args.metadata, enable_cache=args.enable_cache)
     with open(args.results, "w") as f:
         json.dump(results, f, indent=2)
     return 0

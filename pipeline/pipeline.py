@@ -10,7 +10,8 @@ The gate stops the run before Transform when ExampleValidator finds anomalies or
 rating rows were rejected, so bad data never reaches training or serving.
 
 The Evaluator also receives the latest blessed model (a Resolver over ML-Metadata), so a new
-model must not regress against what is serving.
+model must not regress against what is serving. With ``warm_start_from="latest_blessed"`` the
+Trainer receives it too, as its base model (``fn_args.base_model``) to warm-start from.
 """
 
 import dataclasses
@@ -61,19 +62,21 @@ def create_components(config: PipelineConfig) -> list:
         ),
     )
     transform.add_upstream_node(gate)
-    trainer = tfx.components.Trainer(
-        run_fn=RUN_FN,
-        examples=transform.outputs["transformed_examples"],
-        transform_graph=transform.outputs["transform_graph"],
-        train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT]),
-        eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
-        custom_config=config.trainer.to_dict(),
-    )
     latest_blessed = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("latest_blessed_model_resolver")
+    base_models = {"none": None, "latest_blessed": latest_blessed.outputs["model"]}
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        base_model=base_models[config.warm_start_from],
+        train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT]),
+        eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
+        custom_config=config.trainer.to_dict(),
+    )
     evaluator = MovieRecEvaluator(
         examples=example_gen.outputs["examples"],
         catalogue=example_gen.outputs["catalogue"],
@@ -99,8 +102,8 @@ def create_components(config: PipelineConfig) -> list:
         example_validator,
         gate,
         transform,
-        trainer,
         latest_blessed,
+        trainer,
         evaluator,
         pusher,
     ]

@@ -85,6 +85,18 @@ class JointModel(tfrs.Model):
             metrics=[tf.keras.metrics.RootMeanSquaredError(name="rmse")],
         )
 
+    def id_tables(self) -> dict[str, tuple[tf.Variable, tf.Variable]]:
+        """The variables whose rows are vocabulary indices, tower embedding first.
+
+        Returns:
+          ``{"users": (embeddings [rows_u, dim], biases [rows_u, 1]), "movies": (...)}``.
+          The layers must be built (the model called once).
+        """
+        return {
+            "users": (self.user_tower.layers[0].embeddings, self.user_bias.embeddings),
+            "movies": (self.movie_tower.layers[0].embeddings, self.movie_bias.embeddings),
+        }
+
     def predict_rating(self, user_idx, movie_idx, user_emb=None, movie_emb=None):
         """Predicted ratings.
 

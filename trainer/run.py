@@ -1,8 +1,10 @@
 """TFX Trainer entry point: ``run_fn`` trains the joint model and exports it.
 
 The Trainer component calls ``trainer.run.run_fn`` by module path. It parses the typed
-config, reads the Transform output, trains, and writes the serving SavedModel plus a
-``training.json`` (config, loss history, durations) beside it in the model run directory.
+config, reads the Transform output, trains (warm-started from the Trainer's base model when
+the pipeline gives it one), and writes the serving SavedModel plus a ``training.json``
+(config, loss history, durations, what the warm start carried over) beside it in the model
+run directory.
 """
 
 import json
@@ -14,7 +16,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
 
-from trainer import data, export, features
+from trainer import data, export, features, warm_start
 from trainer.config import TrainerConfig
 from trainer.model import JointModel, movie_log_frequency
 
@@ -26,6 +28,8 @@ def train(
     vocabularies: data.Vocabularies,
     config: TrainerConfig,
     eval_columns: dict[str, np.ndarray] | None = None,
+    previous: warm_start.PreviousModel | None = None,
+    callbacks: list[tf.keras.callbacks.Callback] | None = None,
 ) -> tuple[JointModel, dict]:
     """Trains a JointModel on in-memory transformed columns.
 
@@ -34,9 +38,13 @@ def train(
       vocabularies: the Transform vocabularies (sizes the embedding tables).
       config: hyperparameters.
       eval_columns: optional eval columns; their loss and RMSE are logged per epoch.
+      previous: a model to warm-start from (``warm_start.read_previous_model``); None
+        trains from a fresh initialisation.
+      callbacks: Keras callbacks of ``fit``, e.g. an evaluation after every epoch.
 
     Returns:
-      The trained model and a summary dict (per-epoch history, examples/s).
+      The trained model and a summary dict (per-epoch history, examples/s, and under
+      ``"warm_start"`` what ``warm_start.warm_start`` carried over, or None).
     """
     tf.keras.utils.set_random_seed(config.seed)
     num_users, num_movies = len(vocabularies.users), len(vocabularies.movies)
@@ -48,6 +56,7 @@ def train(
         global_mean=float(ratings.mean()),
         config=config,
     )
+    carried = warm_start.warm_start(model, vocabularies, previous) if previous else None
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     train_ds = data.make_dataset(train_columns, config.batch_size, config.seed)
     eval_ds = (
@@ -56,7 +65,9 @@ def train(
         else None
     )
     start = time.perf_counter()
-    history = model.fit(train_ds, epochs=config.epochs, validation_data=eval_ds, verbose=0)
+    history = model.fit(
+        train_ds, epochs=config.epochs, validation_data=eval_ds, callbacks=callbacks, verbose=0
+    )
     seconds = time.perf_counter() - start
     summary = {
         "config": config.to_dict(),
@@ -66,6 +77,7 @@ def train(
         "train_seconds": seconds,
         "examples_per_second": len(ratings) * config.epochs / seconds,
         "history": {k: [float(x) for x in v] for k, v in history.history.items()},
+        "warm_start": carried,
     }
     return model, summary
 
@@ -77,9 +89,7 @@ _VERTEX_KEY_PREFIX = "ai_platform_"
 def hyperparameters(custom_config: dict | None) -> dict:
     """The Trainer's custom_config without the keys the Vertex AI Training executor adds
     (``ai_platform_training_args``, ``ai_platform_training_enable_vertex``, ...)."""
-    return {
-        k: v for k, v in (custom_config or {}).items() if not k.startswith(_VERTEX_KEY_PREFIX)
-    }
+    return {k: v for k, v in (custom_config or {}).items() if not k.startswith(_VERTEX_KEY_PREFIX)}
 
 
 def run_fn(fn_args) -> None:
@@ -87,7 +97,8 @@ def run_fn(fn_args) -> None:
 
     Args:
       fn_args: tfx.components.FnArgs with ``train_files``, ``eval_files``,
-        ``transform_output``, ``serving_model_dir``, ``model_run_dir`` and ``custom_config``.
+        ``transform_output``, ``serving_model_dir``, ``model_run_dir``, ``custom_config``
+        and ``base_model`` (the serving SavedModel to warm-start from, or None).
     """
     config = TrainerConfig.from_custom_config(hyperparameters(fn_args.custom_config))
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
@@ -101,7 +112,10 @@ def run_fn(fn_args) -> None:
         len(vocabularies.movies),
         config,
     )
-    model, summary = train(train_columns, vocabularies, config, eval_columns)
+    previous = warm_start.read_previous_model(fn_args.base_model) if fn_args.base_model else None
+    model, summary = train(train_columns, vocabularies, config, eval_columns, previous)
+    if summary["warm_start"]:
+        logging.info("warm start: %s", summary["warm_start"])
     export.export_serving_model(model, vocabularies, fn_args.serving_model_dir)
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINING_SUMMARY), "w") as f:

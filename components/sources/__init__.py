@@ -13,9 +13,11 @@ from components.sources.base import Shard, Source
 from components.sources.latest import MovieLensLatestSource
 from components.sources.ml100k import MovieLens100kSource
 from components.sources.netflix import NetflixSource
+from components.sources.spans import SpansSource
 from components.sources.spec import (
     FORMATS,
     KINDS,
+    SPAN_LAYOUTS,
     SYNTHETIC_DEFAULTS,
     DatasetSpec,
     TableColumns,
@@ -28,6 +30,7 @@ __all__ = [
     "FORMATS",
     "KINDS",
     "MOVIELENS_LATEST_NAMES",
+    "SPAN_LAYOUTS",
     "SYNTHETIC_DEFAULTS",
     "DatasetSpec",
     "Shard",
@@ -82,6 +85,8 @@ def make_source(spec: DatasetSpec) -> Source:
         return MovieLensLatestSource(spec.path)
     if spec.kind == "netflix":
         return NetflixSource(spec.path)
+    if spec.kind == "spans":
+        return SpansSource(spec.path, spec.span_layout, spec.spans)
     if spec.kind == "table":
         return TableSource(
             spec.path,

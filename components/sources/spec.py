@@ -9,9 +9,10 @@ import dataclasses
 import json
 import math
 import os
+import re
 from collections.abc import Mapping
 
-KINDS = ("ml-100k", "movielens-latest", "netflix", "table", "synthetic")
+KINDS = ("ml-100k", "movielens-latest", "netflix", "table", "synthetic", "spans")
 FORMATS = ("csv", "parquet")
 _SUFFIX_FORMATS = {
     ".csv": "csv",
@@ -22,6 +23,10 @@ _SUFFIX_FORMATS = {
 }
 _TABLE_FIELDS = ("columns", "format", "delimiter", "min_rating", "max_rating")
 _SYNTHETIC_FIELDS = ("num_users", "num_movies", "num_ratings", "seed", "num_clusters")
+_SPANS_FIELDS = ("span_layout", "window", "spans")
+# Spans: directories ``span-<n>`` under one root, each a dataset in one of these layouts.
+SPAN_LAYOUTS = ("movielens-latest", "ml-100k")
+SPAN_NAME = re.compile(r"span-([0-9]+)")
 # What a synthetic spec gets for a field left out: about the size of MovieLens 100k.
 SYNTHETIC_DEFAULTS = {
     "num_users": 1000,
@@ -125,6 +130,11 @@ class DatasetSpec:
         keeps every rating.
       num_users, num_movies, num_ratings, seed, num_clusters: synthetic only (defaults in
         ``SYNTHETIC_DEFAULTS``, filled in so the JSON records what was generated).
+      span_layout: spans only: the kind of every span directory (``SPAN_LAYOUTS``).
+      window: spans only: how many of the latest spans a run reads.
+      spans: spans only: the span directories read, oldest first (at most ``window``,
+        resolved by ``components.sources.spans.resolve_spans``), recorded so that a new span
+        changes the spec and with it ExampleGen's cache key.
     """
 
     kind: str
@@ -140,6 +150,9 @@ class DatasetSpec:
     num_ratings: int | None = None
     seed: int | None = None
     num_clusters: int | None = None
+    span_layout: str | None = None
+    window: int | None = None
+    spans: tuple[str, ...] | None = None
 
     def __post_init__(self):
         def put(name, value):
@@ -159,8 +172,14 @@ class DatasetSpec:
             low, high = TABLE_RATING_RANGE
             put("min_rating", low if self.min_rating is None else self.min_rating)
             put("max_rating", high if self.max_rating is None else self.max_rating)
-        for name in _TABLE_FIELDS + _SYNTHETIC_FIELDS:
-            owner = "table" if name in _TABLE_FIELDS else "synthetic"
+        if isinstance(self.spans, list):
+            put("spans", tuple(self.spans))
+        owners = {
+            **dict.fromkeys(_TABLE_FIELDS, "table"),
+            **dict.fromkeys(_SYNTHETIC_FIELDS, "synthetic"),
+            **dict.fromkeys(_SPANS_FIELDS, "spans"),
+        }
+        for name, owner in owners.items():
             if getattr(self, name) is not None and self.kind != owner:
                 raise ValueError(f"{name}: applies to kind {owner!r} only, not {self.kind!r}")
         self._check_path()
@@ -169,6 +188,8 @@ class DatasetSpec:
             self._check_table()
         if self.kind == "synthetic":
             self._check_synthetic()
+        if self.kind == "spans":
+            self._check_spans()
 
     def _check_path(self) -> None:
         if self.kind == "synthetic":
@@ -207,13 +228,34 @@ class DatasetSpec:
                 f"num_clusters: {self.num_clusters} exceeds num_movies {self.num_movies}"
             )
 
+    def _check_spans(self) -> None:
+        if self.span_layout not in SPAN_LAYOUTS:
+            raise ValueError(
+                f"span_layout: {self.span_layout!r} is not one of {', '.join(SPAN_LAYOUTS)}"
+            )
+        window = _number("window", self.window, integer=True)
+        if window is None or window < 1:
+            raise ValueError(f"window: kind 'spans' needs a window >= 1, got {self.window!r}")
+        spans = self.spans
+        if not isinstance(spans, tuple) or not spans or len(spans) > window:
+            raise ValueError(f"spans: expected 1 to {window} span names, got {spans!r}")
+        for name in spans:
+            if not isinstance(name, str) or not SPAN_NAME.fullmatch(name):
+                raise ValueError(f"spans: {name!r} is not a span name like 'span-3'")
+        numbers = [int(SPAN_NAME.fullmatch(name).group(1)) for name in spans]
+        if numbers != sorted(set(numbers)):
+            raise ValueError(f"spans: {list(spans)} must be distinct and oldest first")
+
     def to_dict(self) -> dict:
         """The fields that are set, JSON-friendly (``columns`` as a mapping)."""
         out = {}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if value is not None:
-                out[field.name] = value.to_dict() if field.name == "columns" else value
+            if value is None:
+                continue
+            if field.name == "columns":
+                value = value.to_dict()
+            out[field.name] = list(value) if field.name == "spans" else value
         return out
 
     @classmethod

@@ -17,8 +17,8 @@ from components.blessing import Threshold
 from components.sources import DatasetSpec
 from components.validation import DataValidationError
 from pipeline import local_runner
-from pipeline.cli import schema_path
 from pipeline.config import PipelineConfig
+from pipeline.launch import schema_path
 from serving import push
 from trainer.config import TrainerConfig
 
