@@ -25,6 +25,24 @@ def is_file(path: str | os.PathLike) -> bool:
     return tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path)
 
 
+def is_dir(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names an existing directory."""
+    if not is_remote(path):
+        return os.path.isdir(path)
+    import tensorflow as tf
+
+    return tf.io.gfile.isdir(os.fspath(path))
+
+
+def list_dir(path: str | os.PathLike) -> list[str]:
+    """The names of the entries of directory ``path`` (no trailing slashes)."""
+    if not is_remote(path):
+        return os.listdir(path)
+    import tensorflow as tf
+
+    return [name.rstrip("/") for name in tf.io.gfile.listdir(os.fspath(path))]
+
+
 def open_binary(path: str | os.PathLike):
     """A binary file object for reading ``path``."""
     if not is_remote(path):

@@ -15,8 +15,8 @@ import json
 import os
 import sys
 
-from components.sources import DatasetSpec
-from pipeline.config import PipelineConfig
+from components.sources import SPAN_LAYOUTS, DatasetSpec
+from pipeline.config import WARM_START_SOURCES, PipelineConfig
 from trainer.config import TrainerConfig
 
 # The Dockerfile's WORKDIR, holding the package sources; ImportSchemaGen reads the schema there.
@@ -134,10 +134,11 @@ class VertexTarget:
         config = PipelineConfig(
             pipeline_name=args.pipeline_name,
             pipeline_root=gcs_root,
-            dataset=DatasetSpec(kind=args.dataset_kind, path=args.data_uri),
+            dataset=_dataset(args),
             schema_path=args.schema_path,
             serving_dir=args.serving_uri,
             trainer=trainer,
+            warm_start_from=args.warm_start,
         )
         dataflow = Dataflow(args.project, args.region, temp_location, args.image, args.max_workers)
         training = None
@@ -242,6 +243,21 @@ def create_schedule(
     return aiplatform.PipelineJob(**job).create_schedule(**schedule)
 
 
+def _dataset(args) -> DatasetSpec:
+    """The dataset of the compiled pipeline. Spans are left unresolved, so that every
+    scheduled run reads the latest ``--window`` spans present when it starts."""
+    if args.dataset_kind != "spans":
+        if args.span_layout or args.window:
+            raise ValueError("--span-layout and --window apply to --dataset-kind spans")
+        return DatasetSpec(kind=args.dataset_kind, path=args.data_uri)
+    return DatasetSpec(
+        kind="spans",
+        path=args.data_uri,
+        span_layout=args.span_layout or "movielens-latest",
+        window=args.window or 1,
+    )
+
+
 def add_compile_command(subparsers) -> argparse.ArgumentParser:
     """Adds ``compile`` to the ``movierec`` subcommands; returns its parser."""
     p = subparsers.add_parser("compile", help="compile the pipeline for Vertex AI Pipelines")
@@ -253,6 +269,20 @@ def add_compile_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--image", help="pipeline image built from the Dockerfile")
     p.add_argument("--data-uri", help="gs:// path of the dataset (directory or ratings file)")
     p.add_argument("--dataset-kind", default="ml-100k", help="DatasetSpec kind of --data-uri")
+    p.add_argument(
+        "--span-layout",
+        choices=SPAN_LAYOUTS,
+        help="--dataset-kind spans: the layout of each span-N/ under --data-uri",
+    )
+    p.add_argument(
+        "--window", type=int, help="--dataset-kind spans: the latest spans each run reads"
+    )
+    p.add_argument(
+        "--warm-start",
+        choices=WARM_START_SOURCES,
+        default="none",
+        help="start the Trainer from the latest blessed model (for scheduled retraining)",
+    )
     p.add_argument("--serving-uri", help="gs:// TF Serving directory the Pusher writes")
     p.add_argument("--temp-location", help="Dataflow temp dir (default: <gcs-root>/tmp)")
     p.add_argument("--max-workers", type=int, default=4, help="Dataflow max workers")

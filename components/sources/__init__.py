@@ -86,7 +86,7 @@ def make_source(spec: DatasetSpec) -> Source:
     if spec.kind == "netflix":
         return NetflixSource(spec.path)
     if spec.kind == "spans":
-        return SpansSource(spec.path, spec.span_layout, spec.spans)
+        return SpansSource(spec.path, spec.span_layout, spec.spans, spec.window)
     if spec.kind == "table":
         return TableSource(
             spec.path,

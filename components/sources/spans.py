@@ -14,6 +14,7 @@ import dataclasses
 import os
 from collections.abc import Iterator, Mapping, Sequence
 
+from components import fileio
 from components.movielens import Movie, Rating, Reject, User
 from components.sources.base import Shard, Source
 from components.sources.latest import MovieLensLatestSource
@@ -31,12 +32,12 @@ def list_spans(root: str | os.PathLike) -> list[str]:
       ValueError: naming ``root`` when it is not a directory.
     """
     root = os.fspath(root)
-    if not os.path.isdir(root):
+    if not fileio.is_dir(root):
         raise ValueError(f"span root {root} is not a directory")
     names = [
-        entry.name
-        for entry in os.scandir(root)
-        if SPAN_NAME.fullmatch(entry.name) and entry.is_dir()
+        name
+        for name in fileio.list_dir(root)
+        if SPAN_NAME.fullmatch(name) and fileio.is_dir(os.path.join(root, name))
     ]
     return sorted(names, key=_number)
 
@@ -90,16 +91,29 @@ class SpansSource(Source):
     name = "spans"
     has_timestamps = True
 
-    def __init__(self, root: str | os.PathLike, span_layout: str, spans: Sequence[str]):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        span_layout: str,
+        spans: Sequence[str] | None,
+        window: int | None = None,
+    ):
         """Args:
         root: the span root directory.
         span_layout: one of ``SPAN_LAYOUTS``.
-        spans: the span directories to read, oldest first (``resolve_spans``).
+        spans: the span directories to read, oldest first (``resolve_spans``); None: the
+          latest ``window`` spans found now, which is what a scheduled pipeline compiled
+          once (Vertex AI) needs, since its spec cannot name spans that arrive later.
+        window: with ``spans`` None, how many of the latest spans to read.
         """
         if span_layout not in SPAN_LAYOUTS:
             raise ValueError(f"span_layout: {span_layout!r} is not one of {SPAN_LAYOUTS}")
         self.root = os.fspath(root)
         self.span_layout = span_layout
+        if spans is None:
+            if window is None:
+                raise ValueError("window: needed to find the latest spans")
+            spans = resolve_spans(self.root, window)
         self.spans = tuple(spans)
         self._sources = [_span_source(os.path.join(self.root, s), span_layout) for s in spans]
         # One layout, so one rating range.

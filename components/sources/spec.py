@@ -134,7 +134,8 @@ class DatasetSpec:
       window: spans only: how many of the latest spans a run reads.
       spans: spans only: the span directories read, oldest first (at most ``window``,
         resolved by ``components.sources.spans.resolve_spans``), recorded so that a new span
-        changes the spec and with it ExampleGen's cache key.
+        changes the spec and with it ExampleGen's cache key. None: the latest ``window``
+        spans at the time ExampleGen runs (for a pipeline compiled once and scheduled).
     """
 
     kind: str
@@ -237,6 +238,8 @@ class DatasetSpec:
         if window is None or window < 1:
             raise ValueError(f"window: kind 'spans' needs a window >= 1, got {self.window!r}")
         spans = self.spans
+        if spans is None:  # the latest ``window`` spans when the source is opened
+            return
         if not isinstance(spans, tuple) or not spans or len(spans) > window:
             raise ValueError(f"spans: expected 1 to {window} span names, got {spans!r}")
         for name in spans:

@@ -261,3 +261,34 @@ def test_schedule_refuses_a_cron_without_five_fields(compiled, cron):
     _, _, path = compiled["step"]
     with pytest.raises(ValueError, match="5 fields"):
         kubeflow_v2_runner.schedule_arguments(str(path), cron, "p", "europe-west4")
+
+
+def test_scheduled_retraining_compiles_unresolved_spans_and_warm_start(tmp_path):
+    """For a schedule the spec must not name spans: each run reads the latest ones. The
+    Trainer then gets the latest blessed model as its base model."""
+    flags = [f if not f.startswith("--data-uri") else "--data-uri=gs://b/drops" for f in FLAGS]
+    out = tmp_path / "pipeline.json"
+    args = parse(
+        [
+            *flags,
+            f"--out={out}",
+            "--dataset-kind=spans",
+            "--span-layout=movielens-latest",
+            "--window=3",
+            "--warm-start=latest_blessed",
+        ]
+    )
+    assert kubeflow_v2_runner.cmd_compile(args, out=open(os.devnull, "w")) == 0
+    spec = json.loads(out.read_text())
+    raw = parameter(spec, "MovieRecExampleGen", "dataset")
+    dataset = json.loads(raw["stringValue"] if isinstance(raw, dict) else raw)
+    assert dataset == {
+        "kind": "spans",
+        "path": "gs://b/drops",
+        "span_layout": "movielens-latest",
+        "window": 3,
+    }
+    trainer_inputs = tasks(spec)["Trainer"]["inputs"]["artifacts"]
+    assert "base_model" in trainer_inputs
+    bad = parse([*FLAGS, f"--out={out}", "--window=3"])
+    assert kubeflow_v2_runner.cmd_compile(bad, out=open(os.devnull, "w")) == 2

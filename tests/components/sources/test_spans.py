@@ -74,7 +74,6 @@ SPANS = {"kind": "spans", "path": "/r", "span_layout": "movielens-latest", "wind
         ({**SPANS, "spans": ["span-1"], "span_layout": "netflix"}, "span_layout"),
         ({**SPANS, "spans": ["span-1"], "window": 0}, "window"),
         ({**SPANS, "spans": ["span-1"], "window": "2"}, "window"),
-        ({**SPANS}, "spans"),
         ({**SPANS, "spans": []}, "spans"),
         ({**SPANS, "spans": ["span-1", "span-2", "span-3"]}, "spans"),
         ({**SPANS, "spans": ["1"]}, "spans"),
@@ -88,6 +87,19 @@ SPANS = {"kind": "spans", "path": "/r", "span_layout": "movielens-latest", "wind
 def test_bad_spans_specs_name_the_field(value, field):
     with pytest.raises(ValueError, match=field):
         DatasetSpec.from_json(json.dumps(value))
+
+
+def test_unpinned_spans_are_the_latest_when_the_source_opens(tmp_path):
+    """A spec without ``spans`` (what a compiled, scheduled pipeline carries) reads the latest
+    ``window`` spans found when ExampleGen opens the source, so each run sees new drops."""
+    spec = DatasetSpec.from_json(json.dumps({**SPANS, "path": str(tmp_path), "window": 2}))
+    assert spec.spans is None and "spans" not in json.loads(spec.to_json())
+    for name in ("span-1", "span-2", "span-9"):
+        (tmp_path / name).mkdir()
+    assert make_source(spec).spans == ("span-2", "span-9")
+    (tmp_path / "span-10").mkdir()
+    (tmp_path / ".span-11.tmp").mkdir()  # a drop still being written
+    assert make_source(spec).spans == ("span-9", "span-10")
 
 
 @pytest.fixture
