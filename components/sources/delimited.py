@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 from components import fileio, movielens
 from components.movielens import Movie, Rating, Reject
+from components.sources.base import Shard
 
 UTF8 = "utf-8-sig"  # UTF-8 that drops a leading byte-order mark
 LATIN1 = "latin-1"
@@ -390,3 +391,35 @@ def read_catalogue(
     if not movies:
         raise ValueError(f"{table.path} has no valid movie line")
     return movies
+
+
+def ratings_file_shard(path: str, columns: Mapping[str, str]) -> Shard:
+    """The one shard of a headed ratings CSV, checked for its ``columns`` up front."""
+    table = DelimitedFile.open(path)
+    table.columns(columns)
+    return Shard(table.name, {"path": table.path, "encoding": table.encoding})
+
+
+def read_ratings_file(
+    shard_spec: Mapping,
+    columns: Mapping[str, str],
+    min_rating: float,
+    max_rating: float,
+    movies: Mapping[str, Movie] | None,
+    users: Mapping | None,
+) -> Iterator[Rating | Reject]:
+    """Streams a shard of :func:`ratings_file_shard` with integer ids and, when ``columns``
+    has ``"time"``, Unix-second timestamps (MovieLens latest and Netflix files)."""
+    table = DelimitedFile.open(shard_spec["path"], encoding=shard_spec["encoding"])
+    at = table.columns(columns)
+    rating_columns = RatingColumns(
+        user=at["user"],
+        movie=at["movie"],
+        rating=at["rating"],
+        timestamp=at.get("time"),
+        parse_id=int_id,
+        parse_timestamp=unix_seconds,
+        min_rating=min_rating,
+        max_rating=max_rating,
+    )
+    return read_rating_rows(table, rating_columns, movies, users)

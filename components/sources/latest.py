@@ -60,9 +60,7 @@ class MovieLensLatestSource(Source):
         return delimited.read_catalogue(table, parse, rejects)
 
     def rating_shards(self) -> list[Shard]:
-        table = delimited.DelimitedFile.open(self._file(RATINGS_FILE))
-        table.columns(RATINGS_COLUMNS)
-        return [Shard(RATINGS_FILE, {"path": table.path, "encoding": table.encoding})]
+        return [delimited.ratings_file_shard(self._file(RATINGS_FILE), RATINGS_COLUMNS)]
 
     def read_ratings(
         self,
@@ -70,19 +68,9 @@ class MovieLensLatestSource(Source):
         movies: Mapping[str, Movie] | None,
         users: Mapping[str, User] | None,
     ) -> Iterator[Rating | Reject]:
-        table = delimited.DelimitedFile.open(shard.spec["path"], encoding=shard.spec["encoding"])
-        at = table.columns(RATINGS_COLUMNS)
-        columns = delimited.RatingColumns(
-            user=at["user"],
-            movie=at["movie"],
-            rating=at["rating"],
-            timestamp=at["time"],
-            parse_id=delimited.int_id,
-            parse_timestamp=delimited.unix_seconds,
-            min_rating=self.min_rating,
-            max_rating=self.max_rating,
+        return delimited.read_ratings_file(
+            shard.spec, RATINGS_COLUMNS, self.min_rating, self.max_rating, movies, users
         )
-        return delimited.read_rating_rows(table, columns, movies, users)
 
     def describe(self) -> dict:
         return {"name": self.name, "kind": "movielens-latest", "path": self.directory}
