@@ -21,7 +21,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils
 from tfx.types.standard_artifacts import ExampleAnomalies, Examples
 
-from components import movielens
+from components import ingest, movielens
 
 ANOMALIES_FILE = "SchemaDiff.pb"
 DEFAULT_MAX_REJECT_FRACTION = 0.05
@@ -115,5 +115,5 @@ def DataValidationGate(
             f"the examples of dataset {json.loads(dataset).get('name', '?')} failed "
             f"validation; nothing was trained or pushed:\n  "
             + "\n  ".join(problems)
-            + f"\nrejected rows: {os.path.join(examples.uri, 'rejects.csv')}"
+            + f"\nrejected rows: {os.path.join(examples.uri, ingest.REJECTS_FILE)}"
         )

@@ -287,6 +287,35 @@ class RatingColumns:
     max_rating: float
 
 
+def rating_record(
+    file: str,
+    number: int,
+    raw: str,
+    user: str | None,
+    movie: str | None,
+    rating,
+    timestamp: int | None,
+    low: float,
+    high: float,
+    movies: Mapping | None,
+    users: Mapping | None,
+) -> Rating | Reject:
+    """One parsed row as a Rating, or the Reject of the first check it fails: ids and
+    timestamp parsed (``bad_value``; None means unparseable), rating in [low, high]
+    (``bad_rating``), movie and user known (``unknown_movie``, ``unknown_user``; no check
+    when the mapping is None). CSV and Parquet tables share it."""
+    if user is None or movie is None or timestamp is None:
+        return Reject(file, number, movielens.BAD_VALUE, raw)
+    value = rating_value(rating, low, high)
+    if value is None:
+        return Reject(file, number, movielens.BAD_RATING, raw)
+    if movies is not None and movie not in movies:
+        return Reject(file, number, movielens.UNKNOWN_MOVIE, raw)
+    if users is not None and user not in users:
+        return Reject(file, number, movielens.UNKNOWN_USER, raw)
+    return Rating(user, movie, value, timestamp, line_number=number, raw_line=raw)
+
+
 def read_rating_rows(
     table: DelimitedFile,
     columns: RatingColumns,
@@ -319,20 +348,12 @@ def read_rating_rows(
                 continue
             user, movie = parse_id(fields[columns.user]), parse_id(fields[columns.movie])
             timestamp = 0 if columns.timestamp is None else parse_time(fields[columns.timestamp])
-            if user is None or movie is None or timestamp is None:
-                yield Reject(file, number, movielens.BAD_VALUE, line)
-                continue
             rating = fields[columns.rating]
-        rating = rating_value(rating, low, high)
-        if rating is None:
-            yield Reject(file, number, movielens.BAD_RATING, line)
-        elif movies is not None and movie not in movies:
-            yield Reject(file, number, movielens.UNKNOWN_MOVIE, line)
-        elif users is not None and user not in users:
-            yield Reject(file, number, movielens.UNKNOWN_USER, line)
-        else:
-            valid += 1
-            yield Rating(user, movie, rating, timestamp, line_number=number, raw_line=line)
+        record = rating_record(
+            file, number, line, user, movie, rating, timestamp, low, high, movies, users
+        )
+        valid += isinstance(record, Rating)
+        yield record
     if not valid:
         raise ValueError(f"{table.path} has no valid rating line")
 

@@ -218,19 +218,11 @@ class TableSource(Source):
             )
             raws = map(",".join, zip(*texts, strict=True))
             rows = zip(ids["user"], ids["item"], values["rating"], stamps, raws, strict=True)
-            for user, item, rating_value, timestamp, raw in rows:
+            for user, item, rating, timestamp, raw in rows:
                 number += 1
-                rating = delimited.rating_value(rating_value, low, high)
-                if user is None or item is None or timestamp is None:
-                    yield Reject(file, number, movielens.BAD_VALUE, raw)
-                elif rating is None:
-                    yield Reject(file, number, movielens.BAD_RATING, raw)
-                elif movies is not None and item not in movies:
-                    yield Reject(file, number, movielens.UNKNOWN_MOVIE, raw)
-                elif users is not None and user not in users:
-                    yield Reject(file, number, movielens.UNKNOWN_USER, raw)
-                else:
-                    yield Rating(user, item, rating, timestamp, line_number=number, raw_line=raw)
+                yield delimited.rating_record(
+                    file, number, raw, user, item, rating, timestamp, low, high, movies, users
+                )
 
     def describe(self) -> dict:
         return {
