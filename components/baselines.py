@@ -1,8 +1,8 @@
 """Baselines the Evaluator scores beside the model, on the same split and metric code.
 
 * popularity: every user gets movies ranked by train count;
-* EASE (Steck, 2019): an item-item linear model with a closed form,
-  ``B = I - P diagMat(1 / diag(P))`` with ``P = (X^T X + lambda I)^-1``;
+* EASE (Steck, 2019): an item-item linear model with a closed form (``trainer.ease.fit``,
+  which the model's towers use too);
 * user+item bias: ``mean + b_user + b_movie`` by regularised alternating least squares, the
   rating baseline.
 
@@ -13,6 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from components.metrics import ScoreFn
+from trainer import ease
 
 EASE_LAMBDA = 300.0
 # EASE inverts a movies x movies matrix: above this many movies it is fitted on the most
@@ -36,13 +37,7 @@ def fit_ease(
     """
     counts = np.asarray(seen.sum(axis=0)).ravel()
     movies = np.sort(np.argsort(-counts, kind="stable")[:max_movies])
-    x = seen[:, movies].astype(np.float32)
-    gram = (x.T @ x).toarray()
-    gram[np.diag_indices_from(gram)] += lam
-    p = np.linalg.inv(gram)
-    b = -p / np.diag(p)
-    b[np.diag_indices_from(b)] = 0.0
-    return movies, b.astype(np.float32)
+    return movies, ease.fit(seen[:, movies], lam)
 
 
 def ease_scores(seen: sp.csr_matrix, ease: tuple[np.ndarray, np.ndarray]) -> ScoreFn:

@@ -1,10 +1,12 @@
-"""Evaluator component: full-catalogue metrics, baselines, slices, blessing, HTML report.
+"""Evaluator component: the served lists' metrics, baselines, slices, blessing, HTML report.
 
-The pipeline wires ``MovieRecEvaluator`` after the Trainer (and, when one exists, the latest
-blessed model from ML-Metadata through a Resolver). Its executor unpacks artifacts and calls
-:func:`evaluate`, a plain function the tests call directly. Models are measured through their
-exported signatures, so the numbers describe what is served; baselines go through the same
-ranking code on the same split.
+The pipeline wires ``MovieRecEvaluator`` after the servable builder (and, when one exists,
+the latest blessed model from ML-Metadata through a Resolver). Its executor unpacks artifacts
+and calls :func:`evaluate`, a plain function the tests call directly. The model is measured
+on exactly what a user receives: the servable SavedModels (``components.servables``) serve
+every eval user through ``serving.recommender``, the code behind ``/v1/recommend``, with the
+train split as the seen data. Baselines are ranked over the whole catalogue on the same split
+with the same metric code.
 """
 
 import json
@@ -12,6 +14,7 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
+import scipy.sparse as sp
 import tensorflow as tf
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
@@ -19,7 +22,10 @@ from tfx.types.standard_artifacts import Examples, Model, ModelBlessing, ModelEv
 from tfx.utils import path_utils
 
 from components import baselines, evaluation_data, examples_io, metrics
+from components import servables as servables_lib
 from components.blessing import Threshold, check_regression, check_thresholds, parse_thresholds
+from serving import index as index_lib
+from serving import names, recommender
 from trainer import features
 from trainer.run import TRAINING_SUMMARY
 
@@ -31,47 +37,84 @@ NOT_BLESSED_FILE = "NOT_BLESSED"
 BLESSED_PROPERTY = "blessed"
 CURRENT_MODEL_ID_PROPERTY = "current_model_id"
 CURRENT_MODEL_PROPERTY = "current_model"
-_BATCH = 8192
+_USER_BATCH = 256
 
 
-def _batched(fn, output: str, **columns: np.ndarray) -> np.ndarray:
-    n = len(next(iter(columns.values())))
-    parts = [
-        fn(**{k: tf.constant(list(v[lo : lo + _BATCH])) for k, v in columns.items()})[
-            output
-        ].numpy()
-        for lo in range(0, n, _BATCH)
-    ]
-    return np.concatenate(parts)
+def _rows(ids: np.ndarray, row_of: dict) -> np.ndarray:
+    """Catalogue rows of ``[users, n]`` movie ids; "" (no movie) is -1."""
+    flat = [row_of.get(m, -1) if m else -1 for m in ids.ravel()]
+    return np.array(flat, np.int64).reshape(ids.shape)
 
 
-def score_saved_model(model_dir: str, data: evaluation_data.EvaluationData):
-    """The exported model's metrics inputs: ranks of the eval pairs, per-row predictions.
+def ranks_of_lists(
+    lists: np.ndarray,
+    list_users: np.ndarray,
+    eval_users: np.ndarray,
+    eval_movies: np.ndarray,
+    num_movies: int,
+    top_n: int = metrics.TOP_N,
+) -> metrics.Ranks:
+    """Where each held-out pair landed in the list its user was served.
+
+    Args:
+      lists: ``[u, n]`` catalogue rows, best first; -1 pads.
+      list_users: ``[u]`` the user row of each list.
+      eval_users, eval_movies: ``[p]`` the held-out pairs' rows.
+      num_movies: catalogue size (the rank of a pair whose movie is not in its list).
+      top_n: how much of each list counts for coverage.
 
     Returns:
-      ``(Ranks, [n_eval] predicted ratings)``.
+      Ranks with ``rank_excl`` the position in the list (``num_movies`` when absent) and
+      no seen-included counts (a served list has none).
     """
-    loaded = tf.saved_model.load(model_dir)
-    user_emb = _batched(
-        loaded.signatures[features.SIG_USER_EMBEDDING], "embedding", user_id=data.user_ids
+    u, n = lists.shape
+    valid = lists >= 0
+    rows = np.repeat(list_users, n)[valid.ravel()]
+    position = sp.csr_matrix(
+        (np.tile(np.arange(1, n + 1), u)[valid.ravel()], (rows, lists[valid])),
+        shape=(int(max(list_users.max(initial=0), eval_users.max(initial=0))) + 1, num_movies),
     )
-    movie_emb = _batched(
-        loaded.signatures[features.SIG_MOVIE_EMBEDDING], "embedding", movie_id=data.movie_ids
+    found = np.asarray(position[eval_users, eval_movies]).ravel()
+    rank = np.where(found > 0, found - 1, num_movies).astype(np.int64)
+    return metrics.Ranks(None, rank, list_users, lists[:, : min(top_n, n)])
+
+
+def serve_eval_users(servables_dir: str, data: evaluation_data.EvaluationData):
+    """Serves every user with held-out pairs through ``serving.recommender``.
+
+    The user gets the full candidate list in the served order (its first 10 are exactly
+    what ``/v1/recommend`` returns for k=10), with the train split's seen data.
+
+    Returns:
+      ``(served Ranks, retrieval-order Ranks, [n_eval] predicted ratings)``.
+    """
+    rec = recommender.Recommender.from_saved_models(
+        index_lib.load_saved_model(servables_lib.model_dir(servables_dir, names.RETRIEVAL)),
+        tf.saved_model.load(servables_lib.model_dir(servables_dir, names.RANKING)),
     )
-    ranks = metrics.rank_eval_pairs(
-        metrics.factorized_scores(user_emb, movie_emb),
-        data.eval_users,
-        data.eval_movies,
-        data.seen,
-        len(data.movie_ids),
+    users = np.unique(data.eval_users)
+    row_of = {m: i for i, m in enumerate(data.movie_ids)}
+    served, candidates = [], []
+    for lo in range(0, len(users), _USER_BATCH):
+        batch = users[lo : lo + _USER_BATCH]
+        out = rec.recommend(list(data.user_ids[batch]), rec.k)
+        served.append(_rows(out.movie_ids, row_of))
+        candidates.append(_rows(out.candidates, row_of))
+    num_movies = len(data.movie_ids)
+    args = (users, data.eval_users, data.eval_movies, num_movies)
+    served_ranks = ranks_of_lists(np.concatenate(served), *args)
+    retrieval_ranks = ranks_of_lists(np.concatenate(candidates), *args)
+    rate = rec.rate
+    predicted = np.concatenate(
+        [
+            rate(
+                user_id=tf.constant(list(data.user_ids[data.eval_users[lo : lo + 8192]])),
+                movie_id=tf.constant(list(data.movie_ids[data.eval_movies[lo : lo + 8192]])),
+            )["rating"].numpy()
+            for lo in range(0, len(data.eval_users), 8192)
+        ]
     )
-    predicted = _batched(
-        loaded.signatures[features.SIG_RATING],
-        "rating",
-        user_id=data.user_ids[data.eval_users],
-        movie_id=data.movie_ids[data.eval_movies],
-    )
-    return ranks, predicted
+    return served_ranks, retrieval_ranks, predicted
 
 
 def _scorer_metrics(ranks, data, predicted=None) -> dict[str, float]:
@@ -111,26 +154,31 @@ def slice_metrics(
 
 
 def evaluate(
-    model_dir: str,
+    servables_dir: str,
     data: evaluation_data.EvaluationData,
     thresholds: Sequence[Threshold],
-    previous_model_dir: str | None = None,
+    previous_servables_dir: str | None = None,
     max_relative_regression: float = 0.01,
 ) -> dict:
-    """Scores the exported model, the baselines and the previous blessed model; blesses.
+    """Scores the served lists of the servables, the baselines and the previous model; blesses.
 
     Args:
-      model_dir: the trained SavedModel (signatures from ``trainer.export``).
+      servables_dir: the servable models (``components.servables.build_servables``).
       data: train/eval/catalogue columns mapped to rows.
-      thresholds: absolute blessing conditions.
-      previous_model_dir: the latest blessed model's SavedModel, if any; the new model must
-        not regress on the thresholded metrics by more than ``max_relative_regression``.
+      thresholds: absolute blessing conditions (on the served list's metrics).
+      previous_servables_dir: the latest blessed model's servables, built on this run's
+        data; the new model must not regress on the thresholded metrics by more than
+        ``max_relative_regression``.
       max_relative_regression: tolerated relative regression against the previous model.
 
     Returns:
-      A JSON-friendly dict (the ``metrics.json`` the report and ``movierec run`` read).
+      A JSON-friendly dict (the ``metrics.json`` the report and ``movierec run`` read):
+      ``model`` holds the served list's metrics (recall/ndcg/map at 10 and the coverage of
+      the lists users get; at 50 and 100 the recall of the candidate set, the ceiling of the
+      ranking stage), ``retrieval_order`` the same lists in retrieval order, ``baselines``
+      each baseline's top lists.
     """
-    ranks, predicted = score_saved_model(model_dir, data)
+    served, retrieval_order, predicted = serve_eval_users(servables_dir, data)
     seen = data.seen
     num_movies = len(data.movie_ids)
     pop_ranks = metrics.rank_eval_pairs(
@@ -148,23 +196,28 @@ def evaluate(
         data.train_users, data.train_movies, data.train_ratings, len(data.user_ids), num_movies
     )
     bias_pred = baselines.predict_biases(bias, data.eval_users, data.eval_movies)
-    model_metrics = _scorer_metrics(ranks, data, predicted)
+    model_metrics = _scorer_metrics(served, data, predicted)
     baseline_metrics = {
         "popularity": _scorer_metrics(pop_ranks, data),
         "ease": _scorer_metrics(ease_ranks, data),
         "bias": metrics.rating_metrics(bias_pred, data.eval_ratings),
     }
-    all_ranks = {"model": ranks, "popularity": pop_ranks, "ease": ease_ranks}
+    all_ranks = {
+        "model": served,
+        "retrieval_order": retrieval_order,
+        "popularity": pop_ranks,
+        "ease": ease_ranks,
+    }
     squared_errors = {
         "model": (predicted - data.eval_ratings) ** 2,
         "bias": (bias_pred - data.eval_ratings) ** 2,
     }
     blessed, reasons = check_thresholds(model_metrics, baseline_metrics, thresholds)
     previous = None
-    if previous_model_dir is not None:
-        prev_ranks, prev_pred = score_saved_model(previous_model_dir, data)
+    if previous_servables_dir is not None:
+        prev_ranks, _, prev_pred = serve_eval_users(previous_servables_dir, data)
         previous = {
-            "uri": previous_model_dir,
+            "uri": previous_servables_dir,
             "metrics": _scorer_metrics(prev_ranks, data, prev_pred),
         }
         all_ranks["previous_model"] = prev_ranks
@@ -182,6 +235,7 @@ def evaluate(
     }
     return {
         "model": model_metrics,
+        "retrieval_order": _scorer_metrics(retrieval_order, data),
         "baselines": baseline_metrics,
         "previous_model": previous,
         "ratios": ratios,
@@ -200,30 +254,36 @@ def evaluate(
     }
 
 
-def _read_training_history(model_run: ModelRun | None) -> dict | None:
+def _read_training_summary(model_run: ModelRun | None) -> dict | None:
     if model_run is None:
         return None
     path = os.path.join(model_run.uri, TRAINING_SUMMARY)
     if not tf.io.gfile.exists(path):
         return None
     with tf.io.gfile.GFile(path) as f:
-        return json.load(f).get("history")
+        return json.load(f)
+
+
+PREVIOUS_SERVABLES = "previous_servables"
 
 
 @component
 def MovieRecEvaluator(  # noqa: N802 (TFX component names are classes)
     examples: InputArtifact[Examples],
     catalogue: InputArtifact[Examples],
-    model: InputArtifact[Model],
+    servables: InputArtifact[Model],
     evaluation: OutputArtifact[ModelEvaluation],
     blessing: OutputArtifact[ModelBlessing],
     model_run: InputArtifact[ModelRun] = None,
     baseline_model: InputArtifact[Model] = None,
     thresholds: Parameter[str] = "[]",
     max_relative_regression: Parameter[float] = 0.01,
+    index_kind: Parameter[str] = index_lib.SCANN,
+    retrieval_k: Parameter[int] = 100,
 ):
     """Writes ``metrics.json`` and ``report.html`` to ``evaluation``, BLESSED/NOT_BLESSED
-    to ``blessing``."""
+    to ``blessing``. The previous blessed model (``baseline_model``, a trained model) is
+    built into servables on this run's data first, so both are served the same way."""
     from components import report  # matplotlib only loads where a report is written
 
     data = evaluation_data.EvaluationData.from_columns(
@@ -237,18 +297,30 @@ def MovieRecEvaluator(  # noqa: N802 (TFX component names are classes)
             catalogue.uri, features.CATALOGUE_SPLIT, (features.MOVIE_ID,)
         )[features.MOVIE_ID],
     )
+    previous_dir = None
+    if baseline_model is not None:
+        previous_dir = os.path.join(evaluation.uri, PREVIOUS_SERVABLES)
+        servables_lib.build_servables(
+            path_utils.serving_model_path(baseline_model.uri),
+            examples.uri,
+            catalogue.uri,
+            previous_dir,
+            index_kind=index_kind,
+            retrieval_k=retrieval_k,
+        )
     result = evaluate(
-        model_dir=path_utils.serving_model_path(model.uri),
+        servables_dir=servables.uri,
         data=data,
         thresholds=parse_thresholds(thresholds),
-        previous_model_dir=(
-            path_utils.serving_model_path(baseline_model.uri) if baseline_model else None
-        ),
+        previous_servables_dir=previous_dir,
         max_relative_regression=max_relative_regression,
     )
     split = examples.get_string_custom_property("split_config")
     result["split"] = json.loads(split) if split else None
-    result["training_history"] = _read_training_history(model_run)
+    training = _read_training_summary(model_run)
+    result["training_history"] = training.get("history") if training else None
+    result["ranking_stage"] = _ranking_stage(training, result)
+    trained_id = servables.get_int_custom_property("trained_model_id")
     tf.io.gfile.makedirs(evaluation.uri)
     with tf.io.gfile.GFile(os.path.join(evaluation.uri, METRICS_FILE), "w") as f:
         json.dump(result, f, indent=2)
@@ -259,7 +331,27 @@ def MovieRecEvaluator(  # noqa: N802 (TFX component names are classes)
         f.write("\n".join(result["reasons"]) + "\n")
     blessing.set_int_custom_property(BLESSED_PROPERTY, int(result["blessed"]))
     blessing.set_string_custom_property("reasons", "; ".join(result["reasons"]))
-    blessing.set_string_custom_property(CURRENT_MODEL_PROPERTY, model.uri)
-    blessing.set_int_custom_property(CURRENT_MODEL_ID_PROPERTY, model.id)
+    # The blessing names the trained model (what the Resolver hands to the next run) and
+    # the servables that were measured (what the Pusher copies).
+    blessing.set_string_custom_property(
+        CURRENT_MODEL_PROPERTY, servables.get_string_custom_property("trained_model_uri")
+    )
+    blessing.set_int_custom_property(CURRENT_MODEL_ID_PROPERTY, trained_id)
+    blessing.set_string_custom_property("servables_uri", servables.uri)
     for key, value in result["model"].items():
         evaluation.set_float_custom_property(key, value)
+
+
+def _ranking_stage(training: dict | None, result: dict) -> dict:
+    """How the served list is ordered, why, and what that gives on eval."""
+    chosen = (training or {}).get("chosen", {})
+    validation = (training or {}).get("validation", {}).get("reranker", {})
+    served = bool(chosen.get("use_reranker", False))
+    return {
+        "served_order": "re-ranker" if served else "retrieval order",
+        "validation": validation,
+        "eval_recall@10": {
+            "served": result["model"]["recall@10"],
+            "retrieval_order": result["retrieval_order"]["recall@10"],
+        },
+    }

@@ -58,7 +58,8 @@ class Ranks:
     """Where each held-out pair landed.
 
     Attributes:
-      greater_incl: ``[n]`` candidates scoring strictly higher, seen movies included.
+      greater_incl: ``[n]`` candidates scoring strictly higher, seen movies included; None
+        for a served list (it ranks no seen movie).
       rank_excl: ``[n]`` seen-excluded rank (ties against); ``num_movies`` when the held-out
         movie was seen in train.
       top_users: ``[u]`` user rows that have held-out pairs.
@@ -66,7 +67,7 @@ class Ranks:
         first; -1 pads a list when the user has fewer unseen movies than top_n.
     """
 
-    greater_incl: np.ndarray
+    greater_incl: np.ndarray | None
     rank_excl: np.ndarray
     top_users: np.ndarray
     top_movies: np.ndarray
@@ -225,7 +226,7 @@ def ranking_metrics(
       tfrs_ks: cut-offs of the TFRS accuracy.
     """
     result = {"num_eval_pairs": float(len(ranks.rank_excl))}
-    for k in tfrs_ks:
+    for k in tfrs_ks if ranks.greater_incl is not None else ():
         result[f"top_k_accuracy_incl_seen@{k}"] = float(np.mean(ranks.greater_incl < k))
     for k in ks:
         for name, values in per_interaction(ranks.rank_excl, k).items():

@@ -168,6 +168,8 @@ def _demo(serving_dir: Path, user: str, log_path: Path, out) -> dict:
         f"v{versions['ranking']}, loaded from {serving_dir} in a fresh process):",
         file=out,
     )
+    if demo.get("fallback"):
+        print(f"  (user {user} has no history: the most rated movies)", file=out)
     for i, r in enumerate(demo["recommendations"], 1):
         print(
             f"  {i:>2}. {r['title']}  (movie {r['movie_id']}, "
@@ -178,33 +180,26 @@ def _demo(serving_dir: Path, user: str, log_path: Path, out) -> dict:
 
 
 def cmd_recommend(args, env: Environment, out=sys.stdout) -> int:
-    from serving.client import PushedModels
+    from serving import client
 
     serving_dir = Path(args.serving_dir) if args.serving_dir else env.workdir / "serving"
     try:
-        models = PushedModels(serving_dir)
-        recs, known = models.recommend(args.user, args.k)
+        response = client.recommend(serving_dir, args.user, args.k)
     except (FileNotFoundError, ValueError) as e:
         print(f"movierec: {e}", file=sys.stderr)
         return 2
     if args.json:
-        payload = {
-            "user_id": args.user,
-            "known_user": known,
-            "model_versions": models.versions,
-            "recommendations": [dataclasses.asdict(r) for r in recs],
-        }
-        print(json.dumps(payload, indent=2), file=out)
+        print(json.dumps(response, indent=2), file=out)
         return 0
-    if not known:
+    if response.get("fallback"):
         print(
-            f"user {args.user} is unknown to the model: showing its default recommendations",
+            f"user {args.user} has no history: showing the most rated movies",
             file=out,
         )
-    for i, r in enumerate(recs, 1):
+    for i, r in enumerate(response["recommendations"], 1):
         print(
-            f"{i:>3}. {r.title}  (movie {r.movie_id}, score {r.score:.3f}, "
-            f"predicted rating {r.predicted_rating:.2f})",
+            f"{i:>3}. {r['title']}  (movie {r['movie_id']}, score {r['ranking_score']:.3f}, "
+            f"predicted rating {r['predicted_rating']:.2f})",
             file=out,
         )
     return 0

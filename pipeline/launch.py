@@ -23,12 +23,11 @@ from trainer.config import TrainerConfig
 _COMPONENT_LINE = re.compile(r"Component (\S+) is (running|finished)\.")
 _METRICS_SHOWN = (
     "recall@10",
-    "recall@100",
     "ndcg@10",
     "map@10",
     "user_recall@10",
-    "top_k_accuracy_incl_seen@10",
-    "top_k_accuracy_incl_seen@100",
+    "user_ndcg@10",
+    "recall@100",
     "coverage@10",
     "popularity_percentile@10",
     "rmse",
@@ -214,12 +213,15 @@ def print_results(results: dict, out) -> None:
         print_ingest(results["ingest"], out)
     evaluation = results.get("evaluation")
     if evaluation:
-        columns = {"model": evaluation["model"], **evaluation["baselines"]}
+        columns = {"model": evaluation["model"]}
+        if evaluation.get("retrieval_order"):
+            columns["retr.order"] = evaluation["retrieval_order"]
+        columns.update(evaluation["baselines"])
         if evaluation.get("previous_model"):
             columns["previous"] = evaluation["previous_model"]["metrics"]
         print(
-            "\nEvaluation on the eval split (every movie a candidate; recall/ndcg/map exclude "
-            "each user's train movies):",
+            "\nEvaluation on the eval split, of the lists users are served (@10: the served "
+            "list; recall@100: the candidates; each user's train movies excluded):",
             file=out,
         )
         print(f"  {'metric':<30}" + "".join(f"{name:>12}" for name in columns), file=out)
@@ -229,6 +231,14 @@ def print_results(results: dict, out) -> None:
                 for scorer in columns.values()
             )
             print(f"  {key:<30}{cells}", file=out)
+        stage = evaluation.get("ranking_stage")
+        if stage:
+            gain = stage.get("validation", {}).get("mean_gain")
+            print(
+                f"\nServed order: {stage['served_order']}"
+                + (f" (re-ranker gain on the validation cut {gain:+.4f})" if gain is not None else ""),
+                file=out,
+            )
         verdict = "BLESSED" if evaluation["blessed"] else "NOT BLESSED"
         print(f"\nBlessing: {verdict}", file=out)
         for reason in evaluation["reasons"]:

@@ -60,7 +60,7 @@ def collect_results(metadata_path: str) -> dict:
 
     Returns:
       ``{"ingest": ..., "evaluation": ..., "report": path, "push": {...}, "model_uri": path,
-      "training": training.json}``; keys are missing for components that did not produce
+      "servables_uri": path, "training": training.json}``; keys are missing for components that did not produce
       an output.
     """
     config = tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
@@ -78,9 +78,13 @@ def collect_results(metadata_path: str) -> dict:
         examples = _latest_examples(m.store)
         if examples is not None:
             result["ingest"] = ingest_summary(examples)
-        model = _latest_artifact(m.store, "Model")
-        if model is not None:
-            result["model_uri"] = model.uri
+        models = m.store.get_artifacts_by_type("Model")
+        trained = [a for a in models if "trained_model_uri" not in a.custom_properties]
+        servables = [a for a in models if "trained_model_uri" in a.custom_properties]
+        if trained:
+            result["model_uri"] = max(trained, key=lambda a: a.id).uri
+        if servables:
+            result["servables_uri"] = max(servables, key=lambda a: a.id).uri
         model_run = _latest_artifact(m.store, "ModelRun")
         if model_run is not None and os.path.exists(os.path.join(model_run.uri, TRAINING_SUMMARY)):
             with open(os.path.join(model_run.uri, TRAINING_SUMMARY)) as f:

@@ -4,7 +4,12 @@ Runners (``pipeline.local_runner`` today) build the typed arguments and pass the
 factory only wires components:
 
     MovieRecExampleGen -> StatisticsGen -> ExampleValidator (curated schema, ImportSchemaGen)
-    -> DataValidationGate -> Transform -> Trainer -> MovieRecEvaluator -> MovieRecPusher
+    -> DataValidationGate -> Transform -> Trainer -> MovieRecServables -> MovieRecEvaluator
+    -> MovieRecPusher
+
+The servable builder makes the SavedModels users are served (retrieval index over the whole
+catalogue, ranking model) before the Evaluator measures them through the serving code; the
+Pusher only copies what was blessed.
 
 The gate stops the run before Transform when ExampleValidator finds anomalies or too many
 rating rows were rejected, so bad data never reaches training or serving.
@@ -24,6 +29,7 @@ from tfx.proto import transform_pb2
 from components.evaluator import MovieRecEvaluator
 from components.example_gen import MovieRecExampleGen
 from components.pusher import MovieRecPusher
+from components.servables import MovieRecServables
 from components.validation import DataValidationGate
 from pipeline.config import PipelineConfig
 from trainer import features
@@ -75,25 +81,31 @@ def create_components(config: PipelineConfig) -> list:
         base_model=base_models[config.warm_start_from],
         train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT]),
         eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
-        custom_config=config.trainer.to_dict(),
+        # The re-ranker is trained on as many candidates as the retrieval model serves.
+        custom_config=dataclasses.replace(config.trainer, candidates=config.retrieval_k).to_dict(),
+    )
+    servables = MovieRecServables(
+        model=trainer.outputs["model"],
+        examples=example_gen.outputs["examples"],
+        catalogue=example_gen.outputs["catalogue"],
+        index_kind=config.index_kind,
+        retrieval_k=config.retrieval_k,
     )
     evaluator = MovieRecEvaluator(
         examples=example_gen.outputs["examples"],
         catalogue=example_gen.outputs["catalogue"],
-        model=trainer.outputs["model"],
+        servables=servables.outputs["servables"],
         model_run=trainer.outputs["model_run"],
         baseline_model=latest_blessed.outputs["model"],
         thresholds=json.dumps([dataclasses.asdict(t) for t in config.thresholds]),
         max_relative_regression=config.max_relative_regression,
-    )
-    pusher = MovieRecPusher(
-        model=trainer.outputs["model"],
-        examples=example_gen.outputs["examples"],
-        catalogue=example_gen.outputs["catalogue"],
-        model_blessing=evaluator.outputs["blessing"],
-        serving_dir=config.serving_dir,
         index_kind=config.index_kind,
         retrieval_k=config.retrieval_k,
+    )
+    pusher = MovieRecPusher(
+        servables=servables.outputs["servables"],
+        model_blessing=evaluator.outputs["blessing"],
+        serving_dir=config.serving_dir,
     )
     return [
         example_gen,
@@ -104,6 +116,7 @@ def create_components(config: PipelineConfig) -> list:
         transform,
         latest_blessed,
         trainer,
+        servables,
         evaluator,
         pusher,
     ]

@@ -132,12 +132,12 @@ def _catalogue_titles(retrieval_path: Path) -> dict[str, str] | None:
     """
     import tensorflow as tf
 
-    from serving import retrieval
+    from serving import names
 
     reader = tf.train.load_checkpoint(str(retrieval_path / "variables" / "variables"))
     keys = [
         f"{name}/.ATTRIBUTES/VARIABLE_VALUE"
-        for name in (retrieval.CATALOGUE_IDS, retrieval.CATALOGUE_TITLES)
+        for name in (names.CATALOGUE_IDS, names.CATALOGUE_TITLES)
     ]
     if not all(reader.has_tensor(key) for key in keys):
         return None

@@ -34,13 +34,8 @@ SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 
 _VERSION = re.compile(r"[0-9]+")
 
-# The models of a serving directory: <serving_dir>/<name>/<version>/. The two retrieval
-# models share one signature: ScaNN (needs a TF Serving build with the ScaNN ops) and brute
-# force (stock ops only).
-RETRIEVAL = "retrieval"
-RETRIEVAL_BRUTE_FORCE = "retrieval_brute_force"
-RANKING = "ranking"
-MODEL_NAMES = (RETRIEVAL, RETRIEVAL_BRUTE_FORCE, RANKING)
+# The model names of a serving directory, re-exported for the callers of this module.
+from serving.names import MODEL_NAMES, RANKING, RETRIEVAL, RETRIEVAL_BRUTE_FORCE  # noqa: E402,F401
 
 
 def list_versions(model_base: Path) -> list[int]:

@@ -1,30 +1,22 @@
 """The retrieval SavedModel: raw user ids in, top-k unseen movies (ids, titles, scores) out.
 
-The Pusher calls :func:`export_retrieval_model` on a blessed trained model, the full
-catalogue and the train ratings. Baked into the SavedModel: the index over every catalogue
-movie, the movie titles, and each user's rated (seen) movies, which ``serving_default`` never
-returns. ``movierec serve`` (``serving.service``) also calls :data:`SIG_INCLUDING_SEEN` (the
-same top-k with seen movies allowed) and :data:`SIG_SEEN` (a user's rated movies), and reads
-the catalogue variables (:data:`CATALOGUE_VARIABLES`): ids, titles and each movie's number of
-train ratings, its popularity fallback for users the model does not know.
+The servable builder (``components.servables``) calls :func:`export_retrieval_model` on a
+trained model and the whole catalogue. The SavedModel wraps the trained model's towers with
+an index over every catalogue movie; the user tower and the seen filter read the trained
+model's seen-data assets (``trainer.export``), which this SavedModel carries too, so the
+Pusher swaps in the histories of every ingested rating without changing the graph. Besides
+``serving_default`` (top-k unseen) it has :data:`names.SIG_INCLUDING_SEEN`,
+:data:`names.SIG_SEEN`, :data:`names.SIG_FROM_HISTORY` (a new user's stated favourites in,
+the rest of the catalogue ranked) and the catalogue variables
+(:data:`names.CATALOGUE_VARIABLES`) that ``serving.recommender`` reads.
 """
 
 import numpy as np
 import tensorflow as tf
 
 from serving import index as index_lib
+from serving import names
 from trainer import export, features
-
-_PAIR_SEPARATOR = "\x1f"  # joins user and movie ids into one key of the seen table
-
-# Signatures beside serving_default (top-k unseen) and serving_examples.
-SIG_INCLUDING_SEEN = "recommend_including_seen"  # user_id -> top-k, rated movies allowed
-SIG_SEEN = "seen_movies"  # user_id -> the movies each user rated in train
-# Attributes of the saved module holding [num_movies] catalogue tensors, aligned.
-CATALOGUE_IDS = "catalogue_movie_ids"  # string
-CATALOGUE_TITLES = "catalogue_titles"  # string
-CATALOGUE_NUM_RATINGS = "catalogue_num_ratings"  # int64, train ratings of each movie
-CATALOGUE_VARIABLES = (CATALOGUE_IDS, CATALOGUE_TITLES, CATALOGUE_NUM_RATINGS)
 
 
 def _string_table(keys, values, default) -> tf.lookup.StaticHashTable:
@@ -35,111 +27,101 @@ def _string_table(keys, values, default) -> tf.lookup.StaticHashTable:
 
 
 class RetrievalModule(tf.Module):
-    """Wraps the trained model's user tower with a top-k index, titles and seen movies.
+    """Wraps the trained model's towers with a top-k index and the catalogue.
 
     Args:
-      trained: the loaded Trainer SavedModel (``user_embedding`` signature).
+      trained: the loaded Trainer SavedModel (``trainer.export`` signatures and functions).
       topk: an index (``serving.index``) returning ``num_candidates`` movies per query.
-      ids: ``[num_movies]`` catalogue movie ids; titles: ``[num_movies]`` their titles.
-      seen_users, seen_movies: ``[n]`` the train (user id, movie id) pairs, one per rating;
-        a movie's number of pairs is its popularity (``catalogue_num_ratings``).
+      ids: ``[num_movies]`` catalogue movie ids; titles: ``[num_movies]`` their titles;
+        num_ratings: ``[num_movies]`` int64 train ratings of each (the popularity fallback).
       k: movies returned per user.
-      num_candidates: movies retrieved before the seen ones are dropped; ``k`` plus the
-        largest number of movies one user has seen (capped at the catalogue), so every user
+      num_candidates: movies retrieved before the seen ones are dropped: ``k`` plus the
+        longest history the seen data may hold (capped at the catalogue), so every user
         gets k unseen movies whenever the catalogue has them.
     """
 
-    def __init__(self, trained, topk, ids, titles, seen_users, seen_movies, k, num_candidates):
+    def __init__(self, trained, topk, ids, titles, num_ratings, k, num_candidates):
         super().__init__()
         self.trained = trained
         self.index = topk
         self.k = k
         self.num_candidates = num_candidates
         self.titles = _string_table(list(ids), list(titles), "")
-        keys = [f"{u}{_PAIR_SEPARATOR}{m}" for u, m in zip(seen_users, seen_movies, strict=True)]
-        if not keys:  # a table cannot be empty; this key can never be looked up
-            keys = [_PAIR_SEPARATOR]
-        self.seen = _string_table(keys, np.ones(len(keys), np.int64), np.int64(0))
-        by_user = {}
-        for u, m in zip(seen_users, seen_movies, strict=True):
-            by_user.setdefault(str(u), {})[str(m)] = None  # a dict keeps order, drops repeats
-        # One joined string per user: a table maps a key to one scalar, and an empty table
-        # cannot be built, hence the placeholder when nobody has rated anything.
-        self.seen_by_user = _string_table(
-            list(by_user) or [_PAIR_SEPARATOR],
-            [_PAIR_SEPARATOR.join(movies) for movies in by_user.values()] or [""],
-            "",
-        )
-        rated, counts = np.unique(np.asarray(seen_movies, dtype=str), return_counts=True)
-        num_ratings = dict(zip(rated, counts, strict=True))
-        # Read by name from the loaded SavedModel (CATALOGUE_VARIABLES); no signature uses them.
+        # Read by name from the loaded SavedModel; no signature uses them.
         self.catalogue_movie_ids = tf.Variable(list(ids), dtype=tf.string, trainable=False)
         self.catalogue_titles = tf.Variable(list(titles), dtype=tf.string, trainable=False)
         self.catalogue_num_ratings = tf.Variable(
-            np.array([num_ratings.get(str(m), 0) for m in ids], np.int64), trainable=False
+            np.asarray(num_ratings, np.int64), trainable=False
         )
 
-    def _top(self, user_id, mask_seen: bool):
-        user = self.trained.user_embedding(user_id)
-        scores, movie_ids = self.index(user["embedding"], k=self.num_candidates)
-        if mask_seen:
-            users = tf.broadcast_to(tf.expand_dims(user_id, 1), tf.shape(movie_ids))
-            pair = tf.strings.join([users, movie_ids], separator=_PAIR_SEPARATOR)
-            masked = tf.where(self.seen.lookup(pair) > 0, tf.constant(-np.inf), scores)
+    def _top(self, embedding, seen):
+        """Top-k of ``[batch, dim]`` queries; ``seen(movie_ids)`` -> ``[batch, n]`` bool or None."""
+        scores, movie_ids = self.index(embedding, k=self.num_candidates)
+        if seen is not None:
+            masked = tf.where(seen(movie_ids), tf.constant(-np.inf), scores)
             scores, position = tf.math.top_k(masked, k=self.k)
             movie_ids = tf.gather(movie_ids, position, batch_dims=1)
         else:  # the index returns its candidates best first
             scores, movie_ids = scores[:, : self.k], movie_ids[:, : self.k]
+        return scores, movie_ids
+
+    def _result(self, scores, movie_ids, known):
         return {
             "scores": scores,
             "movie_ids": movie_ids,
             "titles": self.titles.lookup(movie_ids),
-            "known_user": user["known"],
+            "known_user": known,
         }
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def recommend(self, user_id):
-        """Top-k movies per user, without the movies the user rated in train.
+        """Top-k movies per user, without the movies of the user's history.
 
         Args:
-          user_id: ``[batch]`` string user ids (unknown ids get the out-of-vocabulary user).
+          user_id: ``[batch]`` string user ids (a user without a history gets the embedding
+            of an empty history; ``known_user`` is false).
 
         Returns:
           ``scores`` ``[batch, k]`` float32 (descending; -inf pads a user who has seen all
           but fewer than k movies), ``movie_ids`` and ``titles`` ``[batch, k]`` string,
           ``known_user`` ``[batch]`` bool.
         """
-        return self._top(user_id, mask_seen=True)
+        user = self.trained.user_embedding(user_id)
+        scores, movie_ids = self._top(
+            user["embedding"], lambda movies: self.trained.is_seen(user_id, movies)
+        )
+        return self._result(scores, movie_ids, user["known"])
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def recommend_including_seen(self, user_id):
-        """As :meth:`recommend`, but movies the user rated in train may be returned.
+        """As :meth:`recommend`, but movies of the user's history may be returned."""
+        user = self.trained.user_embedding(user_id)
+        scores, movie_ids = self._top(user["embedding"], None)
+        return self._result(scores, movie_ids, user["known"])
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string)])
+    def recommend_from_history(self, movie_ids):
+        """Top-k for users described by movies they like (a new user's stated favourites).
 
         Args:
-          user_id: ``[batch]`` string user ids.
+          movie_ids: ``[batch, n]`` movie ids ("" pads); unknown ids are skipped.
 
         Returns:
-          ``scores`` ``[batch, k]`` float32 descending, ``movie_ids`` and ``titles``
-          ``[batch, k]`` string, ``known_user`` ``[batch]`` bool.
+          As :meth:`recommend`; the given movies are never returned; ``known_user`` is
+          whether any given movie is known to the model.
         """
-        return self._top(user_id, mask_seen=False)
+        user = self.trained.history_embedding(movie_ids)
+
+        def given(candidates):
+            return tf.reduce_any(candidates[:, :, None] == movie_ids[:, None, :], axis=2)
+
+        scores, top = self._top(user["embedding"], given)
+        return self._result(scores, top, user["known"])
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def seen_movies(self, user_id):
-        """The movies each user rated in train.
-
-        Args:
-          user_id: ``[batch]`` string user ids.
-
-        Returns:
-          ``movie_ids`` ``[batch, max_count]`` string, each row's first ``count`` entries
-          the user's rated movies (in train order), the rest ``""``; ``count`` ``[batch]``
-          int64 (0 for an unknown user).
-        """
-        joined = self.seen_by_user.lookup(user_id)
-        movies = tf.strings.split(joined, sep=_PAIR_SEPARATOR)
-        count = tf.where(joined == "", tf.zeros(tf.shape(joined), tf.int64), movies.row_lengths())
-        return {"movie_ids": movies.to_tensor(default_value=""), "count": count}
+        """The movies of each user's history: ``movie_ids`` ``[batch, n]``, ``count``."""
+        return self.trained.seen_movies(user_id)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.EXAMPLES_INPUT)])
     def recommend_from_examples(self, examples):
@@ -164,8 +146,8 @@ def export_retrieval_model(
     trained_model_dir: str,
     movie_ids: np.ndarray,
     titles: np.ndarray,
-    seen_users: np.ndarray,
-    seen_movies: np.ndarray,
+    num_ratings: np.ndarray,
+    max_history: int,
     path: str,
     index_kind: str = "scann",
     k: int = 100,
@@ -176,7 +158,8 @@ def export_retrieval_model(
       trained_model_dir: the Trainer's SavedModel (``trainer.export`` signatures).
       movie_ids: ``[num_movies]`` str ids of the whole catalogue.
       titles: ``[num_movies]`` str titles, aligned with ``movie_ids``.
-      seen_users, seen_movies: ``[n]`` str ids of the train ratings (never recommended).
+      num_ratings: ``[num_movies]`` train ratings of each movie.
+      max_history: the longest history the served seen data holds (sizes the candidates).
       path: output directory.
       index_kind: ``"scann"`` or ``"brute_force"``.
       k: movies returned per user (capped at the catalogue size).
@@ -184,23 +167,21 @@ def export_retrieval_model(
     trained = tf.saved_model.load(trained_model_dir)
     num_movies = len(movie_ids)
     k = min(k, num_movies)
-    _, per_user = np.unique(np.asarray(seen_users, dtype=str), return_counts=True)
-    num_candidates = min(num_movies, k + int(per_user.max(initial=0)))
+    num_candidates = min(num_movies, k + int(max_history))
     embeddings = movie_embeddings(trained, movie_ids)
     topk = index_lib.build_index(
         index_kind, np.asarray(movie_ids, dtype=object), embeddings, num_candidates
     )
-    module = RetrievalModule(
-        trained, topk, movie_ids, titles, seen_users, seen_movies, k, num_candidates
-    )
+    module = RetrievalModule(trained, topk, movie_ids, titles, num_ratings, k, num_candidates)
     tf.saved_model.save(
         module,
         path,
         signatures={
             "serving_default": module.recommend.get_concrete_function(),
             features.SIG_EXAMPLES: module.recommend_from_examples.get_concrete_function(),
-            SIG_INCLUDING_SEEN: module.recommend_including_seen.get_concrete_function(),
-            SIG_SEEN: module.seen_movies.get_concrete_function(),
+            names.SIG_INCLUDING_SEEN: module.recommend_including_seen.get_concrete_function(),
+            names.SIG_SEEN: module.seen_movies.get_concrete_function(),
+            names.SIG_FROM_HISTORY: module.recommend_from_history.get_concrete_function(),
         },
         options=index_lib.SCANN_SAVE_OPTIONS if index_kind == index_lib.SCANN else None,
     )

@@ -4,12 +4,12 @@
 :func:`recommend`, :func:`similar` or :func:`rate` with the :class:`Product` of that
 snapshot; nothing here knows about HTTP beyond raising :class:`ApiError` with a status.
 
-- recommend: the retrieval model (ScaNN) returns its candidate pool (the ``k`` it was
-  exported with, 100 from the Pusher) with the user's train movies masked out, or not when
-  ``exclude_seen`` is false; the ranking model re-ranks the pool and the best ``k`` by
-  predicted rating are returned. A user the retrieval model does not know gets the most
-  rated movies instead (``"fallback": "popularity"``), ordered by their number of train
-  ratings, which the retrieval SavedModel carries (``serving.retrieval.CATALOGUE_*``).
+- recommend: ``serving.recommender`` (the one two-stage recommender the Evaluator measures):
+  the retrieval model (ScaNN) returns its candidate pool (the ``k`` it was exported with,
+  100 from the Pusher) without the movies of the user's history, or with them when
+  ``exclude_seen`` is false; the ranking model's ``rerank`` orders the pool and the best
+  ``k`` are returned. A user with no history gets the most rated movies instead
+  (``"fallback": "popularity"``).
 - similar: cosine similarity of the ranking (trained) model's movie embeddings, over the
   movies it was trained on; the movie itself is left out.
 - rate: the ranking model's predicted rating of one (user, movie) pair.
@@ -21,8 +21,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from serving import push, retrieval, store
-from serving.errors import ApiError, not_found
+from serving import names, push, retrieval, store
+from serving.errors import ApiError, not_found  # noqa: F401 (ApiError: callers catch it)
+from serving.recommender import Recommender
 from serving.tf_serving import DEFAULT_SIGNATURE, LoadedModel
 from serving.validation import DEFAULT_K, MAX_SIMILAR_K, check_k
 from trainer import features
@@ -41,6 +42,7 @@ class RetrievalView:
       ids, titles: ``[num_movies]`` str catalogue; num_ratings: ``[num_movies]`` int64.
       position: movie id -> its row in the catalogue arrays.
       popular: ``[num_movies]`` rows by decreasing num_ratings (catalogue order on ties).
+      popular_ids: ``[num_movies]`` the catalogue ids in that order.
     """
 
     model: LoadedModel
@@ -50,6 +52,7 @@ class RetrievalView:
     num_ratings: np.ndarray
     position: dict[str, int]
     popular: np.ndarray
+    popular_ids: np.ndarray
 
     @classmethod
     def build(cls, model: LoadedModel) -> "RetrievalView":
@@ -59,17 +62,18 @@ class RetrievalView:
           ValueError: if the model lacks a signature or variable (pushed before these
             existed).
         """
-        _require(model, (DEFAULT_SIGNATURE, retrieval.SIG_INCLUDING_SEEN, retrieval.SIG_SEEN))
-        missing = [v for v in retrieval.CATALOGUE_VARIABLES if not hasattr(model.obj, v)]
+        _require(model, (DEFAULT_SIGNATURE, names.SIG_INCLUDING_SEEN, names.SIG_SEEN))
+        missing = [v for v in names.CATALOGUE_VARIABLES if not hasattr(model.obj, v)]
         if missing:
             raise ValueError(f"no catalogue variables {missing}; {_REPUSH}")
-        ids = _strings(getattr(model.obj, retrieval.CATALOGUE_IDS))
-        titles = _strings(getattr(model.obj, retrieval.CATALOGUE_TITLES))
-        num_ratings = getattr(model.obj, retrieval.CATALOGUE_NUM_RATINGS).numpy()
+        ids = _strings(getattr(model.obj, names.CATALOGUE_IDS))
+        titles = _strings(getattr(model.obj, names.CATALOGUE_TITLES))
+        num_ratings = getattr(model.obj, names.CATALOGUE_NUM_RATINGS).numpy()
         warm = tf.constant(["warm-up"])
-        for name in (retrieval.SIG_INCLUDING_SEEN, retrieval.SIG_SEEN):
+        for name in (names.SIG_INCLUDING_SEEN, names.SIG_SEEN):
             model.signatures[name](user_id=warm)
         k = int(model.signatures[DEFAULT_SIGNATURE](user_id=warm)["movie_ids"].shape[1])
+        popular = np.argsort(-num_ratings, kind="stable")
         return cls(
             model=model,
             k=k,
@@ -77,7 +81,8 @@ class RetrievalView:
             titles=titles,
             num_ratings=num_ratings,
             position={movie: i for i, movie in enumerate(ids)},
-            popular=np.argsort(-num_ratings, kind="stable"),
+            popular=popular,
+            popular_ids=ids[popular],
         )
 
 
@@ -105,7 +110,7 @@ class RankingView:
         Raises:
           ValueError: if the model lacks the signatures or vocabulary variables.
         """
-        _require(model, (features.SIG_RATING, features.SIG_MOVIE_EMBEDDING))
+        _require(model, (features.SIG_RATING, features.SIG_MOVIE_EMBEDDING, names.SIG_RERANK))
         if not (hasattr(model.obj, "user_ids") and hasattr(model.obj, "movie_ids")):
             raise ValueError(f"no user_ids/movie_ids vocabulary variables; {_REPUSH}")
         movies = _strings(model.obj.movie_ids)
@@ -113,6 +118,9 @@ class RankingView:
         norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
         warm = tf.constant(["warm-up"])
         model.signatures[features.SIG_RATING](user_id=warm, movie_id=warm)
+        model.signatures[names.SIG_RERANK](
+            user_id=warm, movie_ids=tf.constant([["warm-up"]]), retrieval_scores=[[0.0]]
+        )
         return cls(
             model=model,
             users=frozenset(_strings(model.obj.user_ids)),
@@ -141,12 +149,26 @@ class Product:
             push.RANKING: self.ranking.model.version,
         }
 
+    def recommender(self) -> Recommender:
+        """The two-stage recommender over this snapshot's models."""
+        return Recommender(
+            retrieve=self.retrieval.model.signatures[DEFAULT_SIGNATURE],
+            retrieve_including_seen=self.retrieval.model.signatures[names.SIG_INCLUDING_SEEN],
+            rerank=self.ranking.model.signatures[names.SIG_RERANK],
+            rate=self.ranking.model.signatures[features.SIG_RATING],
+            popular_ids=self.retrieval.popular_ids,
+            k=self.retrieval.k,
+        )
 
-def open_store(serving_dir: str | os.PathLike) -> store.ModelStore:
-    """A store of the three pushed models, retrieval and ranking prepared for the product."""
+
+def open_store(
+    serving_dir: str | os.PathLike, model_names: tuple[str, ...] = names.MODEL_NAMES
+) -> store.ModelStore:
+    """A store of the pushed models (all three by default), retrieval and ranking prepared
+    for the product."""
     return store.ModelStore(
         serving_dir,
-        push.MODEL_NAMES,
+        model_names,
         prepare={push.RETRIEVAL: RetrievalView.build, push.RANKING: RankingView.build},
     )
 
@@ -166,61 +188,55 @@ def product_of(snapshot: store.Snapshot) -> Product:
 def recommend(
     product: Product, user_id: str, k: int = DEFAULT_K, exclude_seen: bool = True
 ) -> dict:
-    """Top-k movies for one user: retrieve, re-rank by predicted rating, best first.
+    """Top-k movies for one user, as ``serving.recommender`` serves them.
 
     Args:
       product: the snapshot's models.
-      user_id: any string; unknown users get the popularity fallback.
+      user_id: any string; a user with no history gets the popularity fallback.
       k: movies returned, in ``[1, product.retrieval.k]``.
-      exclude_seen: leave out the movies the user rated in train.
+      exclude_seen: leave out the movies of the user's history.
 
     Returns:
       The response object: ``user_id``, ``known_user``, ``exclude_seen``,
       ``model_versions`` and ``recommendations`` (``movie_id``, ``title``,
-      ``ranking_score``, ``retrieval_score`` (null in the fallback), ``num_ratings``,
-      ``seen``); plus ``"fallback": "popularity"`` for an unknown user. Fewer than k
-      movies only when the catalogue has fewer unseen ones.
+      ``ranking_score`` (the served order's score), ``retrieval_score`` (null in the
+      fallback), ``predicted_rating``, ``num_ratings``, ``seen``); plus ``"fallback":
+      "popularity"`` for an unknown user. Fewer than k movies only when the catalogue has
+      fewer unseen ones.
 
     Raises:
       ApiError: 400 if k is out of range.
     """
     view = product.retrieval
     check_k(k, view.k)
-    signature = DEFAULT_SIGNATURE if exclude_seen else retrieval.SIG_INCLUDING_SEEN
-    out = view.model.signatures[signature](user_id=tf.constant([user_id]))
+    served = product.recommender().recommend([user_id], k, exclude_seen)
+    known = bool(served.known[0])
     response = {
         "user_id": user_id,
-        "known_user": bool(out["known_user"].numpy()[0]),
+        "known_user": known,
         "exclude_seen": exclude_seen,
         "model_versions": product.versions(),
     }
-    if not response["known_user"]:
-        rows = view.popular[:k]
-        ids = view.ids[rows].tolist()
-        ratings = product.ranking.ratings(user_id, ids)
+    if not known:
         response["fallback"] = POPULARITY
-        response["recommendations"] = [
-            _item(view, movie, rating, None, False)
-            for movie, rating in zip(ids, ratings, strict=True)
-        ]
-        return response
-    scores = out["scores"].numpy()[0]
-    # -inf marks a seen movie the mask had to keep because the pool ran out of unseen ones.
-    keep = np.isfinite(scores)
-    ids = [m.decode() for m in out["movie_ids"].numpy()[0][keep]]
-    scores = scores[keep]
-    ratings = product.ranking.ratings(user_id, ids)
-    best = np.argsort(-ratings, kind="stable")[:k]
-    seen = set() if exclude_seen else seen_movies(product, user_id)
+    seen = set() if exclude_seen or not known else seen_movies(product, user_id)
     response["recommendations"] = [
-        _item(view, ids[i], ratings[i], scores[i], ids[i] in seen) for i in best
+        _item(view, movie, score, retrieval_score, rating, movie in seen)
+        for movie, score, retrieval_score, rating in zip(
+            served.movie_ids[0],
+            served.scores[0],
+            served.retrieval_scores[0],
+            served.ratings[0],
+            strict=True,
+        )
+        if movie
     ]
     return response
 
 
 def seen_movies(product: Product, user_id: str) -> set[str]:
-    """The movies ``user_id`` rated in train, per the retrieval model."""
-    out = product.retrieval.model.signatures[retrieval.SIG_SEEN](user_id=tf.constant([user_id]))
+    """The movies of ``user_id``'s history, per the retrieval model's seen data."""
+    out = product.retrieval.model.signatures[names.SIG_SEEN](user_id=tf.constant([user_id]))
     count = int(out["count"].numpy()[0])
     return {m.decode() for m in out["movie_ids"].numpy()[0][:count]}
 
@@ -309,13 +325,14 @@ def _title(view: RetrievalView, movie_id: str) -> str:
     return "" if row is None else view.titles[row]
 
 
-def _item(view: RetrievalView, movie_id, rating, score, seen: bool) -> dict:
+def _item(view: RetrievalView, movie_id, score, retrieval_score, rating, seen: bool) -> dict:
     row = view.position.get(movie_id)
     return {
         "movie_id": movie_id,
         "title": "" if row is None else view.titles[row],
-        "ranking_score": float(rating),
-        "retrieval_score": None if score is None else float(score),
+        "ranking_score": float(score),
+        "retrieval_score": None if np.isnan(retrieval_score) else float(retrieval_score),
+        "predicted_rating": float(rating),
         "num_ratings": 0 if row is None else int(view.num_ratings[row]),
         "seen": seen,
     }

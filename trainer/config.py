@@ -4,51 +4,111 @@
 """
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any
+
+# How the served list is ordered: "auto" re-ranks the retrieval candidates with the learned
+# re-ranker only when that beats retrieval order on the validation cut; "off" never re-ranks;
+# "on" always does.
+RERANK_MODES = ("auto", "on", "off")
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainerConfig:
-    """Hyperparameters of the joint retrieval + ranking model.
+    """Hyperparameters of the joint model (see ``trainer.model``) and how they are chosen.
+
+    The retrieval model is a per-user multinomial autoencoder over the user's history blended
+    with a low-rank EASE; the ranking task predicts ratings from biases and a dot product;
+    the re-ranker orders the retrieval candidates. Settings marked "chosen" are picked on a
+    validation cut of the train split (never on eval), then the model is refit on all of
+    train with them.
 
     Attributes:
-      embedding_dim: width of the user and movie embeddings.
-      epochs: passes over the train split.
-      batch_size: examples per step; also the number of in-batch negatives for retrieval.
-      learning_rate: Adam learning rate.
-      retrieval_weight: weight of the retrieval loss (1/0 = retrieval only).
-      ranking_weight: weight of the ranking loss (0/1 = ranking only).
-      rating_hidden_units: hidden layer widths of the rating MLP.
-      temperature: softmax temperature of the retrieval task.
-      l2: L2 regularisation of the embeddings, per example.
-      sampling_correction: subtract each movie's log train frequency from its in-batch
-        logits (logQ correction), so popular movies are not over-penalised as negatives.
-      seed: seed of weight initialisation and shuffling.
+      hidden_dim: width of the history encoder (the user tower's hidden layer).
+      dropout: share of history items dropped per training step.
+      l2: L2 penalty on the encoder and decoder weights (summed squares, per step).
+      learning_rate: Adam learning rate of the retrieval model.
+      batch_size: users per retrieval training step.
+      epochs: most passes over the users; the best multiple of ``validate_every`` is chosen.
+      validate_every: epochs between validation checks of the retrieval model.
+      ease_lambdas: EASE ridge penalties to choose from.
+      ease_rank: rank of the EASE item-item weights kept in the towers.
+      blend_weights: weights of the autoencoder against EASE to choose from (1 = autoencoder
+        only, 0 = EASE only).
+      embedding_dim: width of the rating model's user and movie factors.
+      rating_l2: penalty on the squared norm of each factor row a rating touches.
+      rating_learning_rate: Adam learning rate of the rating model.
+      rating_batch_size: ratings per rating training step.
+      rating_epochs: most passes over the ratings; the best epoch is chosen.
+      rerank: one of ``RERANK_MODES``.
+      candidates: movies the retrieval stage hands to the re-ranker (the Pusher's
+        retrieval_k).
+      validation_fraction: share of each user's train ratings held out for the choices.
+      seed: seed of initialisation, shuffling and the validation cut.
     """
 
-    embedding_dim: int = 16
-    epochs: int = 5
-    batch_size: int = 1024
-    learning_rate: float = 0.01
-    retrieval_weight: float = 1.0
-    ranking_weight: float = 1.0
-    rating_hidden_units: tuple[int, ...] = (64, 32)
-    temperature: float = 0.2
-    l2: float = 0.0
-    sampling_correction: bool = True
+    hidden_dim: int = 600
+    dropout: float = 0.5
+    l2: float = 0.01
+    learning_rate: float = 1e-3
+    batch_size: int = 128
+    epochs: int = 150
+    validate_every: int = 10
+    ease_lambdas: tuple[float, ...] = (100.0, 300.0, 1000.0)
+    ease_rank: int = 128
+    blend_weights: tuple[float, ...] = (0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+    embedding_dim: int = 32
+    rating_l2: float = 0.05
+    rating_learning_rate: float = 3e-3
+    rating_batch_size: int = 256
+    rating_epochs: int = 10
+    rerank: str = "auto"
+    candidates: int = 100
+    validation_fraction: float = 0.2
     seed: int = 42
 
     def __post_init__(self):
-        for name in ("embedding_dim", "epochs", "batch_size"):
+        positive = (
+            "hidden_dim",
+            "batch_size",
+            "epochs",
+            "validate_every",
+            "ease_rank",
+            "embedding_dim",
+            "rating_batch_size",
+            "rating_epochs",
+            "candidates",
+        )
+        for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"trainer config: {name} must be > 0, got {getattr(self, name)}")
-        if self.retrieval_weight < 0 or self.ranking_weight < 0:
-            raise ValueError("trainer config: loss weights must be >= 0")
-        if self.retrieval_weight == 0 and self.ranking_weight == 0:
-            raise ValueError("trainer config: retrieval_weight and ranking_weight are both 0")
-        if self.temperature <= 0:
-            raise ValueError(f"trainer config: temperature must be > 0, got {self.temperature}")
+        for name in ("learning_rate", "rating_learning_rate"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"trainer config: {name} must be finite and > 0, got {value}")
+        for name in ("l2", "rating_l2"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"trainer config: {name} must be finite and >= 0, got {value}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"trainer config: dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ValueError(
+                "trainer config: validation_fraction must be in (0, 1), got "
+                f"{self.validation_fraction}"
+            )
+        if not self.ease_lambdas or any(not (math.isfinite(v) and v > 0) for v in self.ease_lambdas):
+            raise ValueError(f"trainer config: ease_lambdas must be > 0, got {self.ease_lambdas}")
+        if not self.blend_weights or any(not 0.0 <= w <= 1.0 for w in self.blend_weights):
+            raise ValueError(
+                f"trainer config: blend_weights must be in [0, 1], got {self.blend_weights}"
+            )
+        if self.rerank not in RERANK_MODES:
+            raise ValueError(
+                f"trainer config: rerank must be one of {', '.join(RERANK_MODES)}, "
+                f"got {self.rerank!r}"
+            )
 
     @classmethod
     def from_custom_config(cls, custom_config: Mapping[str, Any] | None) -> "TrainerConfig":
@@ -67,7 +127,9 @@ class TrainerConfig:
             default = getattr(cls, name)
             try:
                 if isinstance(default, tuple):
-                    kwargs[name] = tuple(int(v) for v in value)
+                    if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+                        raise TypeError("not a list")
+                    kwargs[name] = tuple(type(default[0])(v) for v in value)
                 else:
                     kwargs[name] = type(default)(value)
             except (TypeError, ValueError) as e:
@@ -78,6 +140,6 @@ class TrainerConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The config as a JSON-friendly dict (the inverse of from_custom_config)."""
-        d = dataclasses.asdict(self)
-        d["rating_hidden_units"] = list(self.rating_hidden_units)
-        return d
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+        }

@@ -48,3 +48,6 @@ SIG_MOVIE_EMBEDDING = "movie_embedding"  # movie_id -> embedding
 # style clients): a [batch] string tensor of tf.Example protos holding the raw id features.
 SIG_EXAMPLES = "serving_examples"
 EXAMPLES_INPUT = "examples"
+SIG_HISTORY_EMBEDDING = "history_embedding"  # movie ids [batch, n] -> embedding
+SIG_RERANK = "rerank"  # user id, candidates, retrieval scores -> the served order's scores
+SIG_SEEN = "seen_movies"  # user id -> the movies of the user's history

@@ -1,85 +1,379 @@
 """TFX Trainer entry point: ``run_fn`` trains the joint model and exports it.
 
 The Trainer component calls ``trainer.run.run_fn`` by module path. It parses the typed
-config, reads the Transform output, trains (warm-started from the Trainer's base model when
-the pipeline gives it one), and writes the serving SavedModel plus a ``training.json``
-(config, loss history, durations, what the warm start carried over) beside it in the model
-run directory.
+config, reads the Transform output, chooses the model's settings on a validation cut of the
+train split, refits on all of train (warm-started from the Trainer's base model when the
+pipeline gives it one), and writes the serving SavedModel plus a ``training.json`` (config,
+what was chosen and why, loss history, durations, what the warm start carried over) beside it
+in the model run directory.
+
+:func:`train` runs in two rounds over one recipe (:func:`_fit`):
+
+1. on the train split minus the validation cut: the retrieval autoencoder's epochs (checked
+   every ``validate_every`` epochs by NDCG@100 on the cut), EASE's penalty and the blend
+   weight (NDCG@100), the rating model's epochs (RMSE on the cut), and the re-ranker
+   (trained on the cut's labels of the retrieval candidates; kept only when its served
+   recall@10 beats retrieval order's on users it was not trained on, two folds);
+2. on all of train with those choices; the re-ranker's weights carry over (its features are
+   standardised per user, so they do not depend on the round).
 """
 
+import copy
+import dataclasses
 import json
 import os
 import time
 
 import numpy as np
+import scipy.sparse as sp
 import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
 
-from trainer import data, export, features, warm_start
+from trainer import data, ease, export, features, selection, warm_start
 from trainer.config import TrainerConfig
-from trainer.model import JointModel, movie_log_frequency
+from trainer.model import HISTORY, RERANK_FEATURES, RERANK_LABEL, JointModel, movie_counts
 
 TRAINING_SUMMARY = "training.json"
+_K = 10  # the served list's length the re-ranker is judged on
+_DEPTH = 100  # the list depth of the validation NDCG the other choices are made by
+_PATIENCE = 5  # validation checks without improvement before a phase stops
+_USER_BATCH = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Choices:
+    """What round 1 chose for round 2.
+
+    Attributes:
+      retrieval_epochs: epochs of the autoencoder.
+      ease_lambda: EASE's ridge penalty.
+      blend_weight: weight of the autoencoder in the blend.
+      rating_epochs: epochs of the rating model.
+      use_reranker: whether the re-ranker orders the served list.
+      reranker_weights: the re-ranker's Dense kernel and bias.
+    """
+
+    retrieval_epochs: int
+    ease_lambda: float
+    blend_weight: float
+    rating_epochs: int
+    use_reranker: bool
+    reranker_weights: list
+
+
+def _sparse(x: sp.csr_matrix) -> tf.SparseTensor:
+    coo = x.tocoo()
+    indices = np.stack([coo.row, coo.col], axis=1).astype(np.int64)
+    return tf.sparse.reorder(
+        tf.SparseTensor(indices, coo.data.astype(np.float32), [x.shape[0], x.shape[1]])
+    )
+
+
+def _history_dataset(x: sp.csr_matrix, config: TrainerConfig) -> tf.data.Dataset:
+    """Users with a history, reshuffled every epoch, as ``{HISTORY: sparse rows}``."""
+    rows = x[np.flatnonzero(np.diff(x.indptr))]
+    ds = tf.data.Dataset.from_tensor_slices({HISTORY: _sparse(rows)})
+    ds = ds.shuffle(rows.shape[0], seed=config.seed, reshuffle_each_iteration=True)
+    return ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _in_batches(fn, x: sp.csr_matrix) -> np.ndarray:
+    return np.concatenate(
+        [fn(_sparse(x[lo : lo + _USER_BATCH])).numpy() for lo in range(0, x.shape[0], _USER_BATCH)]
+    )
+
+
+def _without_oov(scores: np.ndarray) -> np.ndarray:
+    scores[:, -features.NUM_OOV_BUCKETS :] = -np.inf  # no real movie to recommend
+    return scores
+
+
+def dae_scores(model: JointModel, x: sp.csr_matrix) -> np.ndarray:
+    """``[users, movie rows]`` autoencoder logits of the histories ``x``."""
+    return _without_oov(_in_batches(lambda h: model.dae_logits(model.encode(h)), x))
+
+
+def retrieval_scores(model: JointModel, x: sp.csr_matrix) -> np.ndarray:
+    """``[users, movie rows]`` blended retrieval scores (the towers' dot products)."""
+    movies = model.movie_vectors(tf.range(model.num_movie_rows, dtype=tf.int64)).numpy()
+    users = _in_batches(model.user_vectors, x)
+    return _without_oov(users @ movies.T)
+
+
+class _Best:
+    """Remembers the best validation value and the trainable weights it was reached with."""
+
+    def __init__(self, model, higher_is_better: bool):
+        self.model, self.sign = model, 1.0 if higher_is_better else -1.0
+        self.value, self.epochs, self.weights, self.stale = None, 0, None, 0
+
+    def offer(self, value: float, epochs: int) -> bool:
+        """Records a check; returns False once ``_PATIENCE`` checks brought no improvement."""
+        if self.value is None or self.sign * (value - self.value) > 0:
+            self.value, self.epochs, self.stale = value, epochs, 0
+            self.weights = [v.numpy() for v in self.model.trainable_variables]
+        else:
+            self.stale += 1
+        return self.stale < _PATIENCE
+
+    def restore(self) -> None:
+        for variable, value in zip(self.model.trainable_variables, self.weights, strict=True):
+            variable.assign(value)
+
+
+def _fit_retrieval(model, x_fit, x_val, config, epochs=None) -> tuple[int, list]:
+    """Trains the autoencoder; with ``x_val`` chooses its epochs, else runs ``epochs``."""
+    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    ds = _history_dataset(x_fit, config)
+    if x_val is None:
+        model.fit(ds, epochs=epochs, verbose=0)
+        return epochs, []
+    users = np.flatnonzero(np.diff(x_val.indptr))
+    best, curve = _Best(model, higher_is_better=True), []
+    # Every validate_every epochs, and at the last one.
+    stops = sorted(set(range(config.validate_every, config.epochs + 1, config.validate_every)))
+    stops += [config.epochs] if not stops or stops[-1] != config.epochs else []
+    for before, done in zip([0] + stops, stops, strict=False):
+        model.fit(ds, epochs=done - before, verbose=0)
+        top = selection.top_unseen(dae_scores(model, x_fit[users]), x_fit[users], _depth(model))
+        curve.append((done, selection.ndcg(top, x_val[users], _depth(model))))
+        if not best.offer(curve[-1][1], done):
+            break
+    best.restore()
+    return best.epochs, curve
+
+
+def _fit_rating(model, fit_columns, val_columns, config, epochs=None) -> tuple[int, list]:
+    """Trains the rating model; with ``val_columns`` chooses its epochs by RMSE."""
+    model.compile(optimizer=tf.keras.optimizers.Adam(config.rating_learning_rate))
+    ds = data.make_dataset(fit_columns, config.rating_batch_size, config.seed)
+    if val_columns is None:
+        model.fit(ds, epochs=epochs, verbose=0)
+        return epochs, []
+    best, curve = _Best(model, higher_is_better=False), []
+    for done in range(1, config.rating_epochs + 1):
+        model.fit(ds, epochs=1, verbose=0)
+        predicted = model.predict_rating(
+            tf.constant(val_columns[features.USER_IDX]), tf.constant(val_columns[features.MOVIE_IDX])
+        ).numpy()
+        rmse = float(np.sqrt(np.mean((predicted - val_columns[features.RATING]) ** 2)))
+        curve.append((done, rmse))
+        if not best.offer(rmse, done):
+            break
+    best.restore()
+    return best.epochs, curve
+
+
+def _depth(model) -> int:
+    return min(_DEPTH, model.num_movie_rows - features.NUM_OOV_BUCKETS)
+
+
+def _set_ease(model, x, lam, config) -> None:
+    n = model.num_movie_rows - features.NUM_OOV_BUCKETS
+    model.set_ease(*ease.low_rank(ease.fit(x[:, :n], lam), model.ease_rank, config.seed))
+
+
+def _choose_ease(model, x_fit, x_val, config) -> tuple[float, dict]:
+    """EASE's penalty by the validation NDCG of EASE alone; sets the model's factors."""
+    n = model.num_movie_rows - features.NUM_OOV_BUCKETS
+    users = np.flatnonzero(np.diff(x_val.indptr))
+    recalls = {}
+    for lam in config.ease_lambdas:
+        scores = np.full((len(users), model.num_movie_rows), -np.inf, np.float32)
+        scores[:, :n] = x_fit[users][:, :n] @ ease.fit(x_fit[:, :n], lam)
+        top = selection.top_unseen(scores, x_fit[users], _depth(model))
+        recalls[lam] = selection.ndcg(top, x_val[users], _depth(model))
+    lam = max(recalls, key=lambda v: (recalls[v], -v))
+    _set_ease(model, x_fit, lam, config)
+    return lam, recalls
+
+
+def _choose_blend(model, x_fit, x_val, config) -> tuple[float, dict]:
+    users = np.flatnonzero(np.diff(x_val.indptr))
+    recalls = {}
+    for w in config.blend_weights:
+        model.set_blend(w)
+        top = selection.top_unseen(
+            retrieval_scores(model, x_fit[users]), x_fit[users], _depth(model)
+        )
+        recalls[w] = selection.ndcg(top, x_val[users], _depth(model))
+    weight = max(recalls, key=lambda w: (recalls[w], w))
+    model.set_blend(weight)
+    return weight, recalls
+
+
+def _candidates(model, x_fit, users, num_candidates):
+    """Top retrieval candidates of ``users``: ``(movies [u, n], scores [u, n])``."""
+    scores = retrieval_scores(model, x_fit[users])
+    top = selection.top_unseen(scores, x_fit[users], num_candidates)
+    return top, np.take_along_axis(scores, top, axis=1)
+
+
+def _fit_reranker(model, feats, labels, config) -> None:
+    ds = tf.data.Dataset.from_tensor_slices({RERANK_FEATURES: feats, RERANK_LABEL: labels})
+    ds = ds.shuffle(len(labels), seed=config.seed).batch(1024)
+    model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
+    model.fit(ds, epochs=5, verbose=0)
+
+
+def _choose_reranker(model, x_fit, x_val, config) -> tuple[bool, dict]:
+    """Trains the re-ranker on the cut's candidates and decides whether it is served.
+
+    Two folds of the validation users: trained on one, each order's recall@10 is measured on
+    the other. ``auto`` serves the re-ranker when its mean gain over retrieval order is > 0.
+    """
+    users = np.flatnonzero(np.diff(x_val.indptr))
+    n_cand = min(config.candidates, model.num_movie_rows - features.NUM_OOV_BUCKETS)
+    movies, scores = _candidates(model, x_fit, users, n_cand)
+    feats, _ = model.rerank_features(
+        tf.constant(users, tf.int64), tf.constant(movies, tf.int64), tf.constant(scores)
+    )
+    feats = feats.numpy()
+    labels = np.asarray(x_val[users][np.repeat(np.arange(len(users)), n_cand), movies.ravel()])
+    labels = labels.reshape(movies.shape).astype(np.float32)
+    fold = np.random.default_rng(config.seed).permutation(len(users)) % 2
+    initial = model.reranker.get_weights()
+    gains = []
+    for held in (0, 1):
+        train_rows, test_rows = fold != held, fold == held
+        model.reranker.set_weights(initial)
+        _fit_reranker(
+            model,
+            feats[train_rows].reshape(-1, feats.shape[2]),
+            labels[train_rows].ravel(),
+            config,
+        )
+        learned = model.reranker(feats[test_rows]).numpy()[..., 0]
+        order = np.argsort(-learned, axis=1, kind="stable")[:, :_K]
+        reranked = selection.recall(
+            np.take_along_axis(movies[test_rows], order, axis=1), x_val[users[test_rows]], _K
+        )
+        retrieval = selection.recall(movies[test_rows], x_val[users[test_rows]], _K)
+        gains.append({"reranked": reranked, "retrieval_order": retrieval})
+    gain = float(np.mean([g["reranked"] - g["retrieval_order"] for g in gains]))
+    use = {"auto": gain > 0, "on": True, "off": False}[config.rerank]
+    model.reranker.set_weights(initial)
+    _fit_reranker(model, feats.reshape(-1, feats.shape[2]), labels.ravel(), config)
+    return use, {"folds": gains, "mean_gain": gain, "served": use}
+
+
+def _new_model(columns, vocabularies, config, previous):
+    num_users, num_movies = len(vocabularies.users), len(vocabularies.movies)
+    model = JointModel(
+        num_users=num_users,
+        num_movies=num_movies,
+        movie_counts=movie_counts(columns[features.MOVIE_IDX], num_movies),
+        global_mean=float(np.mean(columns[features.RATING])),
+        config=config,
+    )
+    model(
+        {features.USER_IDX: tf.zeros([1], tf.int64), features.MOVIE_IDX: tf.zeros([1], tf.int64)}
+    )
+    carried = warm_start.warm_start(model, vocabularies, previous) if previous else None
+    return model, carried
+
+
+def _history_matrix(columns, vocabularies) -> sp.csr_matrix:
+    shape = (
+        len(vocabularies.users) + features.NUM_OOV_BUCKETS,
+        len(vocabularies.movies) + features.NUM_OOV_BUCKETS,
+    )
+    return selection.interactions(columns[features.USER_IDX], columns[features.MOVIE_IDX], shape)
+
+
+def _choose(columns, vocabularies, config, previous) -> tuple[Choices, dict]:
+    """Round 1: trains on train minus the validation cut and makes every choice."""
+    val = selection.validation_mask(
+        columns[features.USER_IDX],
+        columns[features.MOVIE_IDX],
+        config.validation_fraction,
+        config.seed,
+    )
+    fit_cols = {k: v[~val] for k, v in columns.items()}
+    val_cols = {k: v[val] for k, v in columns.items()}
+    x_fit, x_val = _history_matrix(fit_cols, vocabularies), _history_matrix(val_cols, vocabularies)
+    model, _ = _new_model(fit_cols, vocabularies, config, previous)
+    retrieval_epochs, retrieval_curve = _fit_retrieval(model, x_fit, x_val, config)
+    lam, ease_recalls = _choose_ease(model, x_fit, x_val, config)
+    weight, blend_recalls = _choose_blend(model, x_fit, x_val, config)
+    rating_epochs, rating_curve = _fit_rating(model, fit_cols, val_cols, config)
+    use, rerank = _choose_reranker(model, x_fit, x_val, config)
+    choices = Choices(
+        retrieval_epochs=retrieval_epochs,
+        ease_lambda=float(lam),
+        blend_weight=float(weight),
+        rating_epochs=rating_epochs,
+        use_reranker=bool(use),
+        reranker_weights=model.reranker.get_weights(),
+    )
+    report = {
+        "num_validation_ratings": int(val.sum()),
+        "retrieval_ndcg@100_by_epochs": retrieval_curve,
+        "ease_ndcg@100_by_lambda": {str(k): v for k, v in ease_recalls.items()},
+        "blend_ndcg@100_by_weight": {str(k): v for k, v in blend_recalls.items()},
+        "rating_rmse_by_epochs": rating_curve,
+        "reranker": rerank,
+    }
+    return choices, report
 
 
 def train(
     train_columns: dict[str, np.ndarray],
     vocabularies: data.Vocabularies,
     config: TrainerConfig,
-    eval_columns: dict[str, np.ndarray] | None = None,
     previous: warm_start.PreviousModel | None = None,
-    callbacks: list[tf.keras.callbacks.Callback] | None = None,
 ) -> tuple[JointModel, dict]:
-    """Trains a JointModel on in-memory transformed columns.
+    """Chooses the settings on a validation cut, then trains on all of ``train_columns``.
 
     Args:
       train_columns: ``user_idx``, ``movie_idx`` (``[n]`` int64) and ``rating`` (``[n]``).
-      vocabularies: the Transform vocabularies (sizes the embedding tables).
-      config: hyperparameters.
-      eval_columns: optional eval columns; their loss and RMSE are logged per epoch.
+      vocabularies: the Transform vocabularies (sizes the tables).
+      config: hyperparameters and the grids of the choices.
       previous: a model to warm-start from (``warm_start.read_previous_model``); None
         trains from a fresh initialisation.
-      callbacks: Keras callbacks of ``fit``, e.g. an evaluation after every epoch.
 
     Returns:
-      The trained model and a summary dict (per-epoch history, examples/s, and under
-      ``"warm_start"`` what ``warm_start.warm_start`` carried over, or None).
+      The trained model and a summary dict: the config, the choices and the validation
+      numbers behind them, durations, examples/s, and under ``"warm_start"`` what
+      ``warm_start.warm_start`` carried over (or None).
     """
     tf.keras.utils.set_random_seed(config.seed)
-    num_users, num_movies = len(vocabularies.users), len(vocabularies.movies)
-    ratings = train_columns[features.RATING]
-    model = JointModel(
-        num_users=num_users,
-        num_movies=num_movies,
-        movie_log_frequency=movie_log_frequency(train_columns[features.MOVIE_IDX], num_movies),
-        global_mean=float(ratings.mean()),
-        config=config,
-    )
-    carried = warm_start.warm_start(model, vocabularies, previous) if previous else None
-    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
-    train_ds = data.make_dataset(train_columns, config.batch_size, config.seed)
-    eval_ds = (
-        data.make_dataset(eval_columns, 8192, config.seed, shuffle=False)
-        if eval_columns is not None
-        else None
-    )
     start = time.perf_counter()
-    history = model.fit(
-        train_ds, epochs=config.epochs, validation_data=eval_ds, callbacks=callbacks, verbose=0
-    )
-    seconds = time.perf_counter() - start
+    choices, report = _choose(train_columns, vocabularies, config, previous)
+    choose_seconds = time.perf_counter() - start
+    tf.keras.utils.set_random_seed(config.seed)
+    model, carried = _new_model(train_columns, vocabularies, config, previous)
+    x = _history_matrix(train_columns, vocabularies)
+    refit_start = time.perf_counter()
+    _fit_retrieval(model, x, None, config, epochs=choices.retrieval_epochs)
+    _set_ease(model, x, choices.ease_lambda, config)
+    model.set_blend(choices.blend_weight)
+    _fit_rating(model, train_columns, None, config, epochs=choices.rating_epochs)
+    model.reranker.set_weights(choices.reranker_weights)
+    model.use_reranker.assign(choices.use_reranker)
+    refit_seconds = time.perf_counter() - refit_start
+    n = len(train_columns[features.RATING])
+    chosen = dataclasses.asdict(choices)
+    chosen["reranker_weights"] = [np.asarray(w).tolist() for w in choices.reranker_weights]
     summary = {
         "config": config.to_dict(),
-        "num_train_examples": int(len(ratings)),
-        "num_users": num_users,
-        "num_movies": num_movies,
-        "train_seconds": seconds,
-        "examples_per_second": len(ratings) * config.epochs / seconds,
-        "history": {k: [float(x) for x in v] for k, v in history.history.items()},
+        "chosen": chosen,
+        "validation": report,
+        "num_train_examples": int(n),
+        "num_users": len(vocabularies.users),
+        "num_movies": len(vocabularies.movies),
+        "choose_seconds": choose_seconds,
+        "train_seconds": refit_seconds,
+        "examples_per_second": n * (choices.retrieval_epochs + choices.rating_epochs)
+        / max(refit_seconds, 1e-9),
+        "history": {
+            "validation_ndcg@100": [v for _, v in report["retrieval_ndcg@100_by_epochs"]],
+            "validation_rmse": [v for _, v in report["rating_rmse_by_epochs"]],
+        },
         "warm_start": carried,
     }
-    return model, summary
+    return model, copy.deepcopy(summary)
 
 
 # Keys TFX's Vertex AI Training Trainer adds to custom_config for its own use.
@@ -96,15 +390,15 @@ def run_fn(fn_args) -> None:
     """Trains and exports the model (called by the TFX Trainer).
 
     Args:
-      fn_args: tfx.components.FnArgs with ``train_files``, ``eval_files``,
-        ``transform_output``, ``serving_model_dir``, ``model_run_dir``, ``custom_config``
-        and ``base_model`` (the serving SavedModel to warm-start from, or None).
+      fn_args: tfx.components.FnArgs with ``train_files``, ``transform_output``,
+        ``serving_model_dir``, ``model_run_dir``, ``custom_config`` and ``base_model`` (the
+        serving SavedModel to warm-start from, or None). The eval files are not read: every
+        choice is made on a cut of train, and the Evaluator measures the eval split.
     """
     config = TrainerConfig.from_custom_config(hyperparameters(fn_args.custom_config))
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     vocabularies = data.read_vocabularies(tf_transform_output)
     train_columns = data.read_transformed(fn_args.train_files)
-    eval_columns = data.read_transformed(fn_args.eval_files)
     logging.info(
         "training on %d examples, %d users, %d movies, config %s",
         len(train_columns[features.RATING]),
@@ -113,10 +407,14 @@ def run_fn(fn_args) -> None:
         config,
     )
     previous = warm_start.read_previous_model(fn_args.base_model) if fn_args.base_model else None
-    model, summary = train(train_columns, vocabularies, config, eval_columns, previous)
+    model, summary = train(train_columns, vocabularies, config, previous)
+    logging.info("chosen on the validation cut: %s", summary["chosen"])
     if summary["warm_start"]:
         logging.info("warm start: %s", summary["warm_start"])
-    export.export_serving_model(model, vocabularies, fn_args.serving_model_dir)
+    history = export.Histories.from_indices(
+        train_columns[features.USER_IDX], train_columns[features.MOVIE_IDX], vocabularies
+    )
+    export.export_serving_model(model, vocabularies, history, fn_args.serving_model_dir)
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINING_SUMMARY), "w") as f:
         json.dump(summary, f, indent=2)

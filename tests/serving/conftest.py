@@ -25,6 +25,16 @@ from trainer.run import train
 NUM_USERS, NUM_MOVIES, NUM_UNRATED = 40, 120, 5
 NUM_RATINGS = 1200
 RETRIEVAL_K = 30
+CONFIG = TrainerConfig(
+    hidden_dim=16,
+    epochs=4,
+    validate_every=2,
+    batch_size=16,
+    ease_rank=8,
+    embedding_dim=8,
+    rating_epochs=2,
+    candidates=RETRIEVAL_K,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +44,7 @@ class Staged:
     Attributes:
       models: model name -> SavedModel directory, ready to push (again).
       catalogue: every movie id, rated or not; titles: id -> title.
-      seen: user id -> the movies the user rated (train).
+      seen: user id -> the movies the user rated (the seen data the models carry).
       num_ratings: movie id -> its number of ratings.
     """
 
@@ -59,22 +69,24 @@ def staged(tmp_path_factory) -> Staged:
         features.MOVIE_IDX: movies.astype(np.int64),
         features.RATING: rng.integers(1, 6, NUM_RATINGS).astype(np.float32),
     }
-    model, _ = train(cols, vocab, TrainerConfig(embedding_dim=8, epochs=2, batch_size=256))
+    model, _ = train(cols, vocab, CONFIG)
     root = tmp_path_factory.mktemp("staged")
     models = {name: root / name for name in push.MODEL_NAMES}
-    export.export_serving_model(model, vocab, str(models[push.RANKING]))
+    seen_users = np.array([f"u{u}" for u in users])
+    seen_movies = np.array([f"m{m}" for m in movies])
+    histories = export.Histories.from_ids(seen_users, seen_movies)
+    export.export_serving_model(model, vocab, histories, str(models[push.RANKING]))
     catalogue = [f"m{i}" for i in range(NUM_MOVIES + NUM_UNRATED)]
     titles = {m: f"Film {m[1:]} ({1950 + int(m[1:])})" for m in catalogue}
     titles["m3"] = "Amélie (2001)"  # non-ASCII survives JSON both ways
-    seen_users = np.array([f"u{u}" for u in users])
-    seen_movies = np.array([f"m{m}" for m in movies])
+    counts = Counter(seen_movies.tolist())
     for name, kind in ((push.RETRIEVAL, "scann"), (push.RETRIEVAL_BRUTE_FORCE, "brute_force")):
         retrieval.export_retrieval_model(
             str(models[push.RANKING]),
             np.array(catalogue, dtype=object),
             np.array([titles[m] for m in catalogue], dtype=object),
-            seen_users,
-            seen_movies,
+            np.array([counts.get(m, 0) for m in catalogue], np.int64),
+            histories.max_length(),
             str(models[name]),
             index_kind=kind,
             k=RETRIEVAL_K,

@@ -8,11 +8,15 @@ import numpy as np
 import pytest
 
 from serving import embeddings, push, retrieval
-from trainer import data, export, features
+import tensorflow as tf
+
+from trainer import data, export, features, run, selection
 from trainer.config import TrainerConfig
 from trainer.run import train
 
-NUM_USERS, NUM_MOVIES, DIM = 30, 60, 8
+NUM_USERS, NUM_MOVIES = 30, 60
+HIDDEN, RANK = 8, 4
+DIM = HIDDEN + 1 + RANK  # the retrieval embedding: [encoder output, 1, EASE factors]
 # Vocabulary order differs from the numeric order of the ids, so a sorted export would fail.
 USERS = [f"u{i}" for i in reversed(range(NUM_USERS))]
 MOVIES = [f"m{(7 * i) % NUM_MOVIES}" for i in range(NUM_MOVIES)]
@@ -30,9 +34,18 @@ def _trained(seed: int):
         features.MOVIE_IDX: ((users % 3) + 3 * rng.integers(0, NUM_MOVIES // 3, 1500)),
         features.RATING: rng.choice([2.0, 4.0], 1500).astype(np.float32),
     }
-    config = TrainerConfig(embedding_dim=DIM, epochs=2, batch_size=128, seed=seed)
+    config = TrainerConfig(
+        hidden_dim=HIDDEN,
+        ease_rank=RANK,
+        epochs=2,
+        validate_every=1,
+        batch_size=16,
+        rating_epochs=1,
+        candidates=5,
+        seed=seed,
+    )
     model, _ = train(cols, data.Vocabularies(users=USERS, movies=MOVIES), config)
-    return model
+    return model, cols
 
 
 @pytest.fixture(scope="module")
@@ -42,21 +55,29 @@ def pushed(tmp_path_factory):
     serving = tmp / "serving"
     towers = {}
     for version, seed in ((1, 1), (2, 2)):
-        model = _trained(seed)
+        model, cols = _trained(seed)
+        vocab = data.Vocabularies(USERS, MOVIES)
+        histories = export.Histories.from_indices(
+            cols[features.USER_IDX], cols[features.MOVIE_IDX], vocab
+        )
         staged = str(tmp / f"trained-{version}")
-        export.export_serving_model(model, data.Vocabularies(USERS, MOVIES), staged)
+        export.export_serving_model(model, vocab, histories, staged)
         assert push.push_atomically(Path(staged), serving / push.RANKING)[0] == version
+        # Rows in vocabulary order, from the Keras model, not through the SavedModel.
+        x = selection.interactions(
+            cols[features.USER_IDX], cols[features.MOVIE_IDX], (NUM_USERS + 1, NUM_MOVIES + 1)
+        )
         towers[version] = {
-            "users": model.user_tower.layers[0].embeddings.numpy()[:NUM_USERS],
-            "movies": model.movie_tower.layers[0].embeddings.numpy()[:NUM_MOVIES],
+            "users": model.user_vectors(run._sparse(x[:NUM_USERS])).numpy(),
+            "movies": model.movie_vectors(tf.range(NUM_MOVIES, dtype=tf.int64)).numpy(),
         }
     brute_force = str(tmp / "retrieval")
     retrieval.export_retrieval_model(
         staged,
         np.array(CATALOGUE, dtype=object),
         np.array([TITLES[m] for m in CATALOGUE], dtype=object),
-        np.array(["u0"]),
-        np.array(["m0"]),
+        np.ones(len(CATALOGUE), np.int64),
+        histories.max_length(),
         brute_force,
         index_kind="brute_force",
         k=5,
@@ -83,7 +104,7 @@ def test_npy_holds_the_newest_models_embeddings_in_vocabulary_order(pushed, tmp_
         assert _lines(tmp_path / kind / "ids.txt") == ids
         # Row i of a tower's table is vocabulary index i, so this reference does not go
         # through the SavedModel's lookup tables or signatures at all.
-        np.testing.assert_array_equal(vectors, towers[2][kind])
+        np.testing.assert_allclose(vectors, towers[2][kind], rtol=1e-5, atol=1e-6)
         assert not np.allclose(vectors, towers[1][kind])
     assert _lines(tmp_path / "movies" / "titles.txt") == [
         TITLES[m].replace("\t", " ") for m in MOVIES
@@ -99,7 +120,7 @@ def test_tsv_is_the_projector_format_and_reads_back_exactly(pushed, tmp_path):
     for kind in ("users", "movies"):
         vectors = np.loadtxt(tmp_path / kind / "vectors.tsv", delimiter="\t", dtype=np.float32)
         np.testing.assert_array_equal(vectors, np.load(tmp_path / kind / "embeddings.npy"))
-        np.testing.assert_array_equal(vectors, towers[2][kind])
+        np.testing.assert_allclose(vectors, towers[2][kind], rtol=1e-5, atol=1e-6)
     # One column (users): no header. Two columns (movies): a header, then id<TAB>title.
     assert _lines(tmp_path / "users" / "metadata.tsv") == USERS
     movies = _lines(tmp_path / "movies" / "metadata.tsv")
@@ -116,7 +137,7 @@ def test_a_bare_saved_model_gives_ids_without_titles(pushed, tmp_path):
     assert result["titles_from"] is None
     assert _lines(tmp_path / "movies" / "metadata.tsv") == MOVIES
     vectors = np.loadtxt(tmp_path / "movies" / "vectors.tsv", delimiter="\t", dtype=np.float32)
-    np.testing.assert_array_equal(vectors, towers[1]["movies"])
+    np.testing.assert_allclose(vectors, towers[1]["movies"], rtol=1e-5, atol=1e-6)
 
 
 def test_bad_arguments(pushed, tmp_path):
@@ -138,7 +159,9 @@ def test_command_writes_under_the_serving_dir_by_default(pushed, capsys):
     assert embeddings.cmd_export_embeddings(args, env, printed) == 0
 
     out = serving / "embeddings" / "ranking-2"
-    np.testing.assert_array_equal(np.load(out / "users" / "embeddings.npy"), towers[2]["users"])
+    np.testing.assert_allclose(
+        np.load(out / "users" / "embeddings.npy"), towers[2]["users"], rtol=1e-5, atol=1e-6
+    )
     assert f"movies{NUM_MOVIES:>10,} x {DIM}" in printed.getvalue()
     bare = parser.parse_args(["export-embeddings", "--serving-dir", str(serving / "ranking/1")])
     assert embeddings.cmd_export_embeddings(bare, env) == 2

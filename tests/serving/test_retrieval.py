@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from serving import index as index_lib
 from serving import retrieval
-from trainer import data, export, features
+from trainer import data, export, features, run, selection
 from trainer.config import TrainerConfig
 from trainer.run import train
 
@@ -26,16 +26,22 @@ def trained(tmp_path_factory):
     vocab = data.Vocabularies(
         users=[f"u{i}" for i in range(NUM_USERS)], movies=[f"m{i}" for i in range(NUM_MOVIES)]
     )
-    model, _ = train(cols, vocab, TrainerConfig(embedding_dim=8, epochs=3, batch_size=128))
+    config = TrainerConfig(
+        hidden_dim=16, epochs=6, validate_every=3, batch_size=16, ease_rank=8, candidates=10
+    )
+    model, _ = train(cols, vocab, config)
     path = str(tmp_path_factory.mktemp("trained") / "model")
-    export.export_serving_model(model, vocab, path)
+    # The seen data the model carries: the first 300 ratings only.
+    histories = export.Histories.from_indices(users[:300], movies[:300], vocab)
+    export.export_serving_model(model, vocab, histories, path)
     seen = sorted({(f"u{u}", f"m{m}") for u, m in zip(users[:300], movies[:300], strict=True)})
-    return model, path, seen
+    x = selection.interactions(users[:300], movies[:300], (NUM_USERS + 1, NUM_MOVIES + 1))
+    return model, path, seen, histories, x
 
 
 @pytest.mark.parametrize("kind", [index_lib.BRUTE_FORCE, index_lib.SCANN])
 def test_top_k_of_unseen_movies_equals_numpy(trained, tmp_path, kind):
-    model, path, seen = trained
+    model, path, seen, histories, x = trained
     # The catalogue has 5 movies nobody rated (m60..m64): they get the OOV embedding.
     ids = np.array([f"m{i}" for i in range(NUM_MOVIES + 5)], dtype=object)
     titles = np.array([f"Title {i}" for i in range(NUM_MOVIES + 5)], dtype=object)
@@ -44,8 +50,8 @@ def test_top_k_of_unseen_movies_equals_numpy(trained, tmp_path, kind):
         path,
         ids,
         titles,
-        np.array([u for u, _ in seen]),
-        np.array([m for _, m in seen]),
+        np.ones(len(ids), np.int64),
+        histories.max_length(),
         out_dir,
         index_kind=kind,
         k=10,
@@ -56,10 +62,10 @@ def test_top_k_of_unseen_movies_equals_numpy(trained, tmp_path, kind):
     assert out["movie_ids"].shape == (4, 10)
     assert out["known_user"].numpy().tolist() == [True, True, True, False]
     movie_idx = np.array([i if i < NUM_MOVIES else NUM_MOVIES for i in range(len(ids))])
-    movie_emb = model.movie_tower(tf.constant(movie_idx)).numpy()
+    movie_emb = model.movie_vectors(tf.constant(movie_idx)).numpy()
     for row, user in enumerate(queries):
-        u = int(user[1:]) if user != "stranger" else NUM_USERS
-        scores = movie_emb @ model.user_tower(tf.constant([u])).numpy()[0]
+        u = int(user[1:]) if user != "stranger" else NUM_USERS  # the OOV row has no history
+        scores = movie_emb @ model.user_vectors(run._sparse(x[u : u + 1])).numpy()[0]
         seen_here = {m for su, m in seen if su == user}
         candidates = [j for j in range(len(ids)) if ids[j] not in seen_here]
         expected = sorted(candidates, key=lambda j: -scores[j])[:10]

@@ -66,11 +66,16 @@ def test_metadata_describes_every_signature(api, ranking, staged):
     assert body["model_spec"] == {"name": "ranking", "signature_name": "", "version": "1"}
     defs = body["metadata"]["signature_def"]["signature_def"]
     assert set(defs) == {*ranking.signatures, "__saved_model_init_op"}
-    vector = {"dim": [{"size": "-1", "name": ""}], "unknown_rank": False}
+    dtypes = {tf.string: "DT_STRING", tf.float32: "DT_FLOAT"}
+
+    def shape(spec):
+        dims = [{"size": str(-1 if d is None else d), "name": ""} for d in spec.shape]
+        return {"dim": dims, "unknown_rank": False}
+
     for name, fn in ranking.signatures.items():
         inputs = fn.structured_input_signature[1]
         assert {k: (v["dtype"], v["tensor_shape"]) for k, v in defs[name]["inputs"].items()} == {
-            k: ("DT_STRING", vector) for k in inputs
+            k: (dtypes[spec.dtype], shape(spec)) for k, spec in inputs.items()
         }
         assert set(defs[name]["outputs"]) == set(fn.structured_outputs)
         assert defs[name]["method_name"] == "tensorflow/serving/predict"

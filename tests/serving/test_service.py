@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from serving import index as index_lib
-from serving import push, retrieval, service, store, validation
+from serving import names, push, service, store, validation
 from serving.errors import ApiError
 
 K = 7
@@ -36,7 +36,17 @@ def _candidates(direct, user: str, signature: str) -> dict[str, float]:
     return {m.decode(): float(s) for m, s in zip(ids, scores, strict=True) if np.isfinite(s)}
 
 
-def test_recommend_reranks_unseen_candidates_by_the_ranking_model(product, staged, direct):
+def _reranked(direct, user: str, candidates: dict[str, float]):
+    """The ranking model's rerank scores and ratings of one user's pool, called directly."""
+    out = direct[push.RANKING].signatures[names.SIG_RERANK](
+        user_id=tf.constant([user]),
+        movie_ids=tf.constant([list(candidates)]),
+        retrieval_scores=tf.constant([list(candidates.values())], tf.float32),
+    )
+    return out["scores"].numpy()[0], out["ratings"].numpy()[0]
+
+
+def test_recommend_serves_the_pool_in_the_ranking_models_order(product, staged, direct):
     for user in USERS:
         got = service.recommend(product, user, k=K)
         recs = got["recommendations"]
@@ -46,12 +56,14 @@ def test_recommend_reranks_unseen_candidates_by_the_ranking_model(product, stage
         candidates = _candidates(direct, user, "serving_default")
         assert len(candidates) == 30  # the whole pool: enough unseen movies for everyone
         pool = list(candidates)
-        ratings = _ratings(direct, user, pool)
-        # Equal ratings (the unrated movies share the OOV embedding) keep retrieval order.
-        expected = [pool[i] for i in np.argsort(-ratings, kind="stable")[:K]]
-        assert ids == expected
+        scores, ratings = _reranked(direct, user, candidates)
+        # Equal scores keep retrieval order.
+        best = np.argsort(-scores, kind="stable")[:K]
+        assert ids == [pool[i] for i in best]
+        np.testing.assert_allclose([r["ranking_score"] for r in recs], scores[best], rtol=1e-6)
+        np.testing.assert_allclose([r["predicted_rating"] for r in recs], ratings[best], rtol=1e-6)
         np.testing.assert_allclose(
-            [r["ranking_score"] for r in recs], np.sort(ratings)[::-1][:K], rtol=1e-6
+            ratings, _ratings(direct, user, pool), rtol=1e-6
         )
         np.testing.assert_allclose(
             [r["retrieval_score"] for r in recs], [candidates[m] for m in ids], rtol=1e-6
@@ -67,10 +79,11 @@ def test_exclude_seen_false_reranks_the_pool_with_seen_movies(product, staged, d
     seen_returned = 0
     for user in USERS:
         got = service.recommend(product, user, k=K, exclude_seen=False)
-        pool = list(_candidates(direct, user, retrieval.SIG_INCLUDING_SEEN))
-        ratings = _ratings(direct, user, pool)
+        candidates = _candidates(direct, user, names.SIG_INCLUDING_SEEN)
+        pool = list(candidates)
+        scores, _ = _reranked(direct, user, candidates)
         ids = [r["movie_id"] for r in got["recommendations"]]
-        assert ids == [pool[i] for i in np.argsort(-ratings, kind="stable")[:K]]
+        assert ids == [pool[i] for i in np.argsort(-scores, kind="stable")[:K]]
         assert [r["seen"] for r in got["recommendations"]] == [m in staged.seen[user] for m in ids]
         seen_returned += sum(m in staged.seen[user] for m in ids)
     assert seen_returned > 0  # the trained model scores some rated movies highly
@@ -101,7 +114,7 @@ def test_k_is_bounded_by_the_retrieval_pool(product):
 def test_retrieval_model_carries_seen_movies_and_popularity(staged, direct):
     model = direct[push.RETRIEVAL]
     users = ["u0", "u5", "stranger"]
-    out = model.signatures[retrieval.SIG_SEEN](user_id=tf.constant(users))
+    out = model.signatures[names.SIG_SEEN](user_id=tf.constant(users))
     for row, user in enumerate(users):
         count = int(out["count"][row])
         assert count == len(staged.seen.get(user, ()))

@@ -49,15 +49,21 @@ def exported(tmp_path_factory):
         features.RATING: rng.choice([2.0, 4.0], 500).astype(np.float32),
     }
     vocab = data.Vocabularies([f"u{i}" for i in range(20)], [f"m{i}" for i in range(40)])
-    model, _ = train(cols, vocab, TrainerConfig(embedding_dim=4, epochs=1, batch_size=128))
+    config = TrainerConfig(
+        hidden_dim=8, epochs=2, validate_every=1, batch_size=16, ease_rank=4, candidates=5
+    )
+    model, _ = train(cols, vocab, config)
     ranking = str(tmp / "ranking")
-    export.export_serving_model(model, vocab, ranking)
+    histories = export.Histories.from_indices(
+        cols[features.USER_IDX], cols[features.MOVIE_IDX], vocab
+    )
+    export.export_serving_model(model, vocab, histories, ranking)
     ids = np.array([f"m{i}" for i in range(40)], dtype=object)
     paths = {"ranking": ranking}
     for kind in (index_lib.BRUTE_FORCE, index_lib.SCANN):
         paths[kind] = str(tmp / kind)
         retrieval.export_retrieval_model(
-            ranking, ids, ids, np.array(["u0"]), np.array(["m0"]), paths[kind], kind, k=5
+            ranking, ids, ids, np.ones(40, np.int64), histories.max_length(), paths[kind], kind, k=5
         )
     return paths
 

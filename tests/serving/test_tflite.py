@@ -19,9 +19,15 @@ def test_tflite_matches_the_saved_model(tmp_path):
     vocab = data.Vocabularies(
         users=[f"u{i}" for i in range(40)], movies=[f"m{i}" for i in range(30)]
     )
-    model, _ = train(cols, vocab, TrainerConfig(embedding_dim=8, epochs=2, batch_size=256))
+    config = TrainerConfig(
+        hidden_dim=8, epochs=2, validate_every=1, batch_size=16, ease_rank=4, candidates=5
+    )
+    model, _ = train(cols, vocab, config)
     saved = tmp_path / "ranking"
-    export.export_serving_model(model, vocab, str(saved))
+    histories = export.Histories.from_indices(
+        cols[features.USER_IDX], cols[features.MOVIE_IDX], vocab
+    )
+    export.export_serving_model(model, vocab, histories, str(saved))
     path = tflite.export_tflite(saved, tmp_path / "ranking.tflite")
     assert path.stat().st_size > 10_000
     assert tflite.parity(saved, path, num_pairs=1000) < 1e-4

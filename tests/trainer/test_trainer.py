@@ -7,7 +7,7 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
-from trainer import data, export, features, run
+from trainer import data, ease, export, features, run, selection
 from trainer.config import TrainerConfig
 from trainer.preprocessing import preprocessing_fn
 from trainer.run import train
@@ -65,15 +65,21 @@ def test_vocabularies_are_ordered_by_frequency_with_oov_after(transformed):
 
 
 def test_config_parsing_and_errors():
-    cfg = TrainerConfig.from_custom_config({"epochs": "3", "rating_hidden_units": [8, 4]})
-    assert cfg.epochs == 3 and cfg.rating_hidden_units == (8, 4)
+    cfg = TrainerConfig.from_custom_config({"epochs": "30", "blend_weights": [0.5, 1]})
+    assert cfg.epochs == 30 and cfg.blend_weights == (0.5, 1.0)
     assert TrainerConfig.from_custom_config(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown keys \\['epoch'\\]"):
         TrainerConfig.from_custom_config({"epoch": 3})
     with pytest.raises(ValueError, match="batch_size"):
         TrainerConfig(batch_size=0)
-    with pytest.raises(ValueError, match="both 0"):
-        TrainerConfig(retrieval_weight=0, ranking_weight=0)
+    with pytest.raises(ValueError, match="blend_weights=.* is not a tuple"):
+        TrainerConfig.from_custom_config({"blend_weights": "0.5"})
+    with pytest.raises(ValueError, match="rerank must be one of auto, on, off"):
+        TrainerConfig(rerank="maybe")
+    with pytest.raises(ValueError, match="learning_rate must be finite"):
+        TrainerConfig(learning_rate=float("nan"))
+    with pytest.raises(ValueError, match="blend_weights must be in"):
+        TrainerConfig(blend_weights=(1.5,))
     # On Vertex AI Training, TFX adds its own keys to custom_config; run_fn drops them.
     vertex = {**cfg.to_dict(), "ai_platform_training_args": {"project": "p"}}
     assert TrainerConfig.from_custom_config(run.hyperparameters(vertex)) == cfg
@@ -98,57 +104,194 @@ def _vocab(num_users=40, num_movies=30):
     )
 
 
-@pytest.mark.parametrize(
-    "weights", [(1.0, 1.0), (1.0, 0.0), (0.0, 1.0)], ids=["joint", "retrieval", "ranking"]
+SMALL = TrainerConfig(
+    hidden_dim=16,
+    epochs=20,
+    validate_every=5,
+    batch_size=16,
+    ease_rank=8,
+    embedding_dim=8,
+    rating_epochs=4,
+    candidates=20,
+    learning_rate=0.01,
 )
-def test_training_learns_and_weights_select_tasks(weights):
+
+
+@pytest.fixture(scope="module")
+def trained():
     cols = _synthetic_columns()
-    cfg = TrainerConfig(
-        embedding_dim=8,
-        epochs=15,
-        batch_size=128,
-        learning_rate=0.02,
-        retrieval_weight=weights[0],
-        ranking_weight=weights[1],
-    )
-    model, summary = train(cols, _vocab(), cfg)
-    loss = summary["history"]["epoch_loss"]
-    assert len(loss) == 15 and loss[-1] < loss[0]
-    assert summary["num_train_examples"] == 3000 and summary["examples_per_second"] > 0
-    user_emb = model.user_tower(tf.range(41)).numpy()
-    movie_emb = model.movie_tower(tf.range(31)).numpy()
-    assert user_emb.shape == (41, 8) and movie_emb.shape == (31, 8)
+    model, summary = train(cols, _vocab(), SMALL)
+    return cols, model, summary
+
+
+def _history(cols, num_users=40, num_movies=30):
+    shape = (num_users + 1, num_movies + 1)
+    return selection.interactions(cols[features.USER_IDX], cols[features.MOVIE_IDX], shape)
+
+
+def test_training_learns_the_groups_and_reports_its_choices(trained):
+    cols, model, summary = trained
+    scores = run.retrieval_scores(model, _history(cols))[:40, :30]
+    # Each user's best-scored movie belongs to the user's group.
+    assert np.mean(np.argmax(scores, axis=1) % 3 == np.arange(40) % 3) > 0.9
     rating = model.predict_rating(tf.constant([0, 1]), tf.constant([0, 1])).numpy()
-    assert rating.shape == (2,)
-    if weights[0]:
-        # Each user's best-scored movie belongs to the user's group.
-        best = np.argmax(user_emb[:40] @ movie_emb[:30].T, axis=1)
-        assert np.mean(best % 3 == np.arange(40) % 3) > 0.9
-    if weights[1]:
-        assert 2.5 < float(np.mean(rating)) < 4.5
+    assert 2.0 < float(np.mean(rating)) < 4.6
+    chosen = summary["chosen"]
+    assert chosen["retrieval_epochs"] % SMALL.validate_every == 0
+    assert 0 < chosen["retrieval_epochs"] <= SMALL.epochs
+    assert chosen["blend_weight"] in SMALL.blend_weights
+    assert chosen["ease_lambda"] in SMALL.ease_lambdas
+    assert 1 <= chosen["rating_epochs"] <= SMALL.rating_epochs
+    validation = summary["validation"]
+    # The choice is the argmax of the validation numbers it reports.
+    by_weight = validation["blend_ndcg@100_by_weight"]
+    assert by_weight[str(chosen["blend_weight"])] == max(by_weight.values())
+    assert validation["num_validation_ratings"] > 0
+    assert summary["num_train_examples"] == 3000 and summary["examples_per_second"] > 0
+    assert model.use_reranker.numpy() == chosen["use_reranker"]
 
 
-def test_exported_signatures_map_raw_ids(tmp_path):
-    cols = _synthetic_columns()
+def test_the_towers_dot_product_is_the_blend_of_standardised_scores(trained):
+    cols, model, _ = trained
+    x = _history(cols)
+    users = np.arange(40)
+    dense = x[users].toarray()
+    # Reference in numpy: the autoencoder's and EASE's scores over the vocabulary movies,
+    # each divided by its standard deviation over those movies, weighted w and 1 - w.
+    norm = dense / np.sqrt(np.maximum(dense.sum(axis=1, keepdims=True), 1))
+    hidden = np.tanh(norm @ model.encoder.embeddings.numpy() + model.encoder_bias.embeddings.numpy())
+    dae = hidden @ model.decoder.embeddings.numpy().T + model.decoder_bias.embeddings.numpy()[:, 0]
+    ease_scores = dense @ model.ease_left.numpy() @ model.ease_right.numpy().T
+    w = float(model.blend_weight.numpy())
+    dae, ease_scores = dae[:, :30], ease_scores[:, :30]
+    expected = w * dae / dae.std(axis=1, keepdims=True) + (1 - w) * ease_scores / ease_scores.std(
+        axis=1, keepdims=True
+    )
+    got = run.retrieval_scores(model, x[users])[:, :30]
+    np.testing.assert_allclose(got, expected, rtol=2e-3, atol=2e-3)
+
+
+def test_ease_low_rank_is_exact_at_full_rank_and_the_best_truncation_below():
+    rng = np.random.default_rng(1)
+    x = (rng.random((60, 25)) < 0.3).astype(np.float32)
+    b = ease.fit(x, 10.0)
+    p = np.linalg.inv(x.T @ x + 10.0 * np.eye(25))
+    expected = -p / np.diag(p)
+    np.fill_diagonal(expected, 0.0)
+    np.testing.assert_allclose(b, expected, rtol=1e-4, atol=1e-6)
+    left, right = ease.low_rank(b, 25)
+    np.testing.assert_allclose(left @ right.T, b, atol=1e-6)
+    left, right = ease.low_rank(b, 10)
+    u, s, vt = np.linalg.svd(b.astype(np.float64))
+    best = (u[:, :10] * s[:10]) @ vt[:10]
+    np.testing.assert_allclose(left @ right.T, best, atol=1e-3)
+
+
+def test_validation_cut_is_a_stable_hash_that_keeps_single_raters_whole():
+    users = np.array([0] * 50 + [1] + [2] * 50)
+    movies = np.concatenate([np.arange(50), [7], np.arange(50)])
+    mask = selection.validation_mask(users, movies, 0.2, seed=3)
+    assert not mask[50]  # user 1's only rating stays in the fit part
+    assert 10 <= mask.sum() <= 30
+    order = np.random.default_rng(0).permutation(len(users))
+    np.testing.assert_array_equal(
+        selection.validation_mask(users[order], movies[order], 0.2, seed=3), mask[order]
+    )
+    assert not np.array_equal(selection.validation_mask(users, movies, 0.2, seed=4), mask)
+
+
+def test_selection_metrics_on_a_hand_worked_example():
+    scores = np.array([[0.9, 0.1, 0.5, 0.3], [0.2, 0.8, 0.4, 0.6]])
+    seen = selection.interactions(np.array([0]), np.array([0]), (2, 4))
+    top = selection.top_unseen(scores, seen, 3)
+    assert top.tolist() == [[2, 3, 1], [1, 3, 2]]
+    held = selection.interactions(np.array([0, 1, 1]), np.array([1, 3, 0]), (2, 4))
+    # user 0: movie 1 at position 2; user 1: movie 3 at position 1, movie 0 not listed.
+    assert selection.recall(top, held, 2) == pytest.approx(1 / 3)
+    assert selection.recall(top, held, 3) == pytest.approx(2 / 3)
+    assert selection.ndcg(top, held, 3) == pytest.approx((1 / np.log2(4) + 1 / np.log2(3)) / 3)
+
+
+def test_exported_signatures_map_raw_ids(tmp_path, trained):
+    cols, model, _ = trained
     vocab = _vocab()
-    model, _ = train(cols, vocab, TrainerConfig(embedding_dim=8, epochs=2, batch_size=256))
-    export.export_serving_model(model, vocab, str(tmp_path / "model"))
+    histories = export.Histories.from_indices(
+        cols[features.USER_IDX], cols[features.MOVIE_IDX], vocab
+    )
+    export.export_serving_model(model, vocab, histories, str(tmp_path / "model"))
     loaded = tf.saved_model.load(str(tmp_path / "model"))
     user = loaded.signatures[features.SIG_USER_EMBEDDING](user_id=tf.constant(["u3", "nobody"]))
     np.testing.assert_allclose(
-        user["embedding"][0], model.user_tower(tf.constant([3]))[0], rtol=1e-6
-    )
-    # An unknown user gets the OOV row, index == vocabulary size.
-    np.testing.assert_allclose(
-        user["embedding"][1], model.user_tower(tf.constant([40]))[0], rtol=1e-6
+        user["embedding"][0],
+        model.user_vectors(run._sparse(_history(cols)[3:4]))[0],
+        rtol=1e-5,
+        atol=1e-6,
     )
     assert user["known"].numpy().tolist() == [True, False]
+    # The same history given as movie ids embeds the same; unknown ids are skipped.
+    history = histories.by_user["u3"] + ["not-a-movie"]
+    given = loaded.signatures[features.SIG_HISTORY_EMBEDDING](movie_ids=tf.constant([history]))
+    np.testing.assert_allclose(given["embedding"][0], user["embedding"][0], rtol=1e-5, atol=1e-6)
     movie = loaded.signatures[features.SIG_MOVIE_EMBEDDING](movie_id=tf.constant(["m7"]))
     np.testing.assert_allclose(
-        movie["embedding"][0], model.movie_tower(tf.constant([7]))[0], rtol=1e-6
+        movie["embedding"][0], model.movie_vectors(tf.constant([7]))[0], rtol=1e-6
     )
     rating = loaded.signatures[features.SIG_RATING](
         user_id=tf.constant(["u1", "u2"]), movie_id=tf.constant(["m4", "m5"])
     )["rating"].numpy()
     expected = model.predict_rating(tf.constant([1, 2]), tf.constant([4, 5])).numpy()
     np.testing.assert_allclose(rating, expected, rtol=1e-5)
+    seen = loaded.signatures[features.SIG_SEEN](user_id=tf.constant(["u3", "nobody"]))
+    count = seen["count"].numpy().tolist()
+    assert count == [len(histories.by_user["u3"]), 0]
+    assert [m.decode() for m in seen["movie_ids"][0][: count[0]].numpy()] == histories.by_user[
+        "u3"
+    ]
+    flags = loaded.is_seen(tf.constant(["u3"]), tf.constant([[history[0], "m-none"]])).numpy()
+    assert flags.tolist() == [[True, False]]
+
+
+def test_rerank_passes_retrieval_scores_through_unless_the_reranker_is_served(tmp_path, trained):
+    cols, model, _ = trained
+    vocab = _vocab()
+    histories = export.Histories.from_indices(
+        cols[features.USER_IDX], cols[features.MOVIE_IDX], vocab
+    )
+    scores = tf.constant([[3.0, 2.0, -np.inf]])
+    movies = tf.constant([["m1", "m4", "m7"]])
+    for served in (False, True):
+        model.use_reranker.assign(served)
+        path = str(tmp_path / f"served-{served}")
+        export.export_serving_model(model, vocab, histories, path)
+        out = tf.saved_model.load(path).signatures[features.SIG_RERANK](
+            user_id=tf.constant(["u2"]), movie_ids=movies, retrieval_scores=scores
+        )
+        got = out["scores"].numpy()[0]
+        assert got[2] == -np.inf
+        feats, _ = model.rerank_features(
+            tf.constant([2], tf.int64), tf.constant([[1, 4, 7]], tf.int64), scores
+        )
+        learned = model.reranker(feats).numpy()[0, :, 0]
+        np.testing.assert_allclose(got[:2], learned[:2] if served else [3.0, 2.0], rtol=1e-5)
+        expected = model.predict_rating(tf.constant([2, 2, 2]), tf.constant([1, 4, 7])).numpy()
+        np.testing.assert_allclose(out["ratings"].numpy()[0], expected, rtol=1e-5)
+    model.use_reranker.assign(False)
+
+
+def test_replacing_the_seen_data_changes_histories_not_the_graph(tmp_path, trained):
+    cols, model, _ = trained
+    vocab = _vocab()
+    histories = export.Histories.from_indices(
+        cols[features.USER_IDX], cols[features.MOVIE_IDX], vocab
+    )
+    path = str(tmp_path / "model")
+    export.export_serving_model(model, vocab, histories, path)
+    export.replace_seen_data(path, export.Histories({"u3": ["m2", "m5"], "newcomer": ["m1"]}))
+    loaded = tf.saved_model.load(path)
+    seen = loaded.signatures[features.SIG_SEEN](user_id=tf.constant(["u3", "newcomer", "u4"]))
+    assert seen["count"].numpy().tolist() == [2, 1, 0]
+    user = loaded.signatures[features.SIG_USER_EMBEDDING](user_id=tf.constant(["newcomer"]))
+    given = loaded.signatures[features.SIG_HISTORY_EMBEDDING](movie_ids=tf.constant([["m1"]]))
+    np.testing.assert_allclose(user["embedding"], given["embedding"], rtol=1e-6)
+    with pytest.raises(ValueError, match="holds a tab"):
+        export.write_histories(export.Histories({"u\t1": ["m1"]}), str(tmp_path / "bad"))

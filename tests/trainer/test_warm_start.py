@@ -8,11 +8,11 @@ import tensorflow as tf
 
 from trainer import data, export, features, warm_start
 from trainer.config import TrainerConfig
-from trainer.model import JointModel, movie_log_frequency
+from trainer.model import JointModel, movie_counts
 from trainer.run import train
 
-USER_TOWER = "user_tower/layer_with_weights-0/embeddings"
-MOVIE_TOWER = "movie_tower/layer_with_weights-0/embeddings"
+USER_TABLE = "user_factors/embeddings"
+MOVIE_TABLE = "decoder/embeddings"
 
 
 def test_carry_rows_hand_worked():
@@ -67,14 +67,30 @@ NEW_VOCAB = data.Vocabularies(
     users=[f"u{i}" for i in (list(range(29, 4, -1)) + [30, 31, 32, 33])],
     movies=[f"m{i}" for i in (list(range(20, -1, -1)) + [24, 25, 26])],
 )
-CONFIG = TrainerConfig(embedding_dim=8, epochs=4, batch_size=128, rating_hidden_units=(16,))
+CONFIG = TrainerConfig(
+    hidden_dim=16,
+    epochs=10,
+    validate_every=5,
+    batch_size=16,
+    ease_rank=8,
+    embedding_dim=8,
+    rating_epochs=3,
+    candidates=10,
+)
+
+
+def _histories(columns, vocab):
+    return export.Histories.from_indices(
+        columns[features.USER_IDX], columns[features.MOVIE_IDX], vocab
+    )
 
 
 @pytest.fixture(scope="module")
 def previous(tmp_path_factory):
-    model, _ = train(_columns(OLD_VOCAB, 2000, 0), OLD_VOCAB, CONFIG)
+    columns = _columns(OLD_VOCAB, 2000, 0)
+    model, _ = train(columns, OLD_VOCAB, CONFIG)
     path = str(tmp_path_factory.mktemp("warm") / "model")
-    export.export_serving_model(model, OLD_VOCAB, path)
+    export.export_serving_model(model, OLD_VOCAB, _histories(columns, OLD_VOCAB), path)
     return model, path
 
 
@@ -82,7 +98,7 @@ def _fresh(vocab: data.Vocabularies, config: TrainerConfig = CONFIG) -> JointMod
     tf.keras.utils.set_random_seed(config.seed)
     movies = np.arange(len(vocab.movies))
     model = JointModel(
-        len(vocab.users), len(vocab.movies), movie_log_frequency(movies, len(movies)), 3.5, config
+        len(vocab.users), len(vocab.movies), movie_counts(movies, len(movies)), 3.5, config
     )
     model({features.USER_IDX: tf.zeros([1], tf.int64), features.MOVIE_IDX: tf.zeros([1], tf.int64)})
     return model
@@ -92,12 +108,11 @@ def test_read_previous_model_gives_vocabularies_and_weights(previous):
     model, path = previous
     prev = warm_start.read_previous_model(path)
     assert prev.users == OLD_VOCAB.users and prev.movies == OLD_VOCAB.movies
-    np.testing.assert_array_equal(prev.weights[USER_TOWER], model.id_tables()["users"][0].numpy())
+    np.testing.assert_array_equal(prev.weights[USER_TABLE], model.id_tables()["users"][0].numpy())
     np.testing.assert_array_equal(
-        prev.weights["movie_bias/embeddings"], model.id_tables()["movies"][1].numpy()
+        prev.weights["movie_bias/embeddings"], model.movie_bias.embeddings.numpy()
     )
-    kernel = model.rating_mlp.layers[0].kernel.numpy()
-    np.testing.assert_array_equal(prev.weights["rating_mlp/layer_with_weights-0/kernel"], kernel)
+    np.testing.assert_array_equal(prev.weights["reranker/kernel"], model.reranker.kernel.numpy())
     with pytest.raises(ValueError, match="not a movierec model"):
         tf.saved_model.save(tf.Module(), path + "-empty")
         warm_start.read_previous_model(path + "-empty")
@@ -112,55 +127,51 @@ def test_warm_start_carries_shared_ids_and_keeps_new_rows_fresh(previous):
     assert summary["rows_carried_over"] == {"users": 25, "movies": 21}
     assert summary["rows_new"] == {"users": 4, "movies": 3}
     assert summary["variables_skipped"] == []
-    assert len(summary["variables_copied"]) == 4 + 2 * 2  # 2 towers, 2 biases, 2 dense layers
+    # encoder, its bias, decoder, its bias, 2 factor tables, 2 bias tables, the re-ranker's
+    # kernel and bias
+    assert len(summary["variables_copied"]) == 10
     json.dumps(summary)  # goes into training.json
-    # Independently of the checkpoint reader: the old model's served embeddings, by id.
+    # Independently of the checkpoint reader: the old model's served movie embeddings start
+    # with its decoder rows, by id.
     loaded = tf.saved_model.load(path)
-    for kind, vocab, signature, table in (
-        ("users", NEW_VOCAB.users, features.SIG_USER_EMBEDDING, 0),
-        ("movies", NEW_VOCAB.movies, features.SIG_MOVIE_EMBEDDING, 0),
-    ):
-        old_vocab = getattr(OLD_VOCAB, kind)
-        shared = [i for i, name in enumerate(vocab) if name in old_vocab]
-        new = [i for i, name in enumerate(vocab) if name not in old_vocab] + [len(vocab)]
-        arg = "user_id" if kind == "users" else "movie_id"
-        served = loaded.signatures[signature](**{arg: tf.constant([vocab[i] for i in shared])})
-        rows = model.id_tables()[kind][table].numpy()
-        np.testing.assert_array_equal(rows[shared], served["embedding"].numpy())
-        np.testing.assert_array_equal(rows[new], cold.id_tables()[kind][table].numpy()[new])
-    old_bias = old_model.id_tables()["users"][1].numpy()
-    bias = model.id_tables()["users"][1].numpy()
-    assert bias[NEW_VOCAB.users.index("u7"), 0] == old_bias[OLD_VOCAB.users.index("u7"), 0]
-    np.testing.assert_array_equal(
-        model.rating_mlp.layers[1].kernel.numpy(), old_model.rating_mlp.layers[1].kernel.numpy()
-    )
+    shared = [i for i, name in enumerate(NEW_VOCAB.movies) if name in OLD_VOCAB.movies]
+    new = [i for i, name in enumerate(NEW_VOCAB.movies) if name not in OLD_VOCAB.movies]
+    served = loaded.signatures[features.SIG_MOVIE_EMBEDDING](
+        movie_id=tf.constant([NEW_VOCAB.movies[i] for i in shared])
+    )["embedding"].numpy()
+    rows = model.decoder.embeddings.numpy()
+    np.testing.assert_array_equal(rows[shared], served[:, : CONFIG.hidden_dim])
+    new.append(len(NEW_VOCAB.movies))  # the OOV row stays fresh too
+    np.testing.assert_array_equal(rows[new], cold.decoder.embeddings.numpy()[new])
+    for table in ("user_factors", "user_bias"):
+        old = getattr(old_model, table).embeddings.numpy()
+        now = getattr(model, table).embeddings.numpy()
+        np.testing.assert_array_equal(
+            now[NEW_VOCAB.users.index("u7")], old[OLD_VOCAB.users.index("u7")]
+        )
+    np.testing.assert_array_equal(model.reranker.kernel.numpy(), old_model.reranker.kernel.numpy())
 
 
 def test_changed_shapes_are_skipped_not_forced(previous):
     _, path = previous
-    wider = TrainerConfig(embedding_dim=4, epochs=1, batch_size=128, rating_hidden_units=(16,))
+    wider = TrainerConfig(**{**CONFIG.to_dict(), "embedding_dim": 4})
     model = _fresh(NEW_VOCAB, wider)
     summary = warm_start.warm_start(model, NEW_VOCAB, warm_start.read_previous_model(path))
-    # Embeddings of another width and the MLP's first kernel ([2 * dim, 16]) start fresh;
-    # biases and the last layers still carry over.
-    assert summary["rows_carried_over"] == {"users": 0, "movies": 0}
-    assert summary["variables_skipped"] == [
-        MOVIE_TOWER,
-        "rating_mlp/layer_with_weights-0/kernel",
-        USER_TOWER,
-    ]
+    # Factor tables of another width start fresh; the autoencoder and biases carry over.
+    assert summary["rows_carried_over"] == {"users": 0, "movies": 21}
+    assert summary["variables_skipped"] == ["movie_factors/embeddings", USER_TABLE]
     assert "user_bias/embeddings" in summary["variables_copied"]
 
 
 def test_warm_started_training_starts_where_the_previous_model_ended(previous):
     _, path = previous
     columns = _columns(NEW_VOCAB, 2000, 1)
-    one_epoch = TrainerConfig(embedding_dim=8, epochs=1, batch_size=128, rating_hidden_units=(16,))
+    short = TrainerConfig(**{**CONFIG.to_dict(), "epochs": 1, "validate_every": 1})
     prev = warm_start.read_previous_model(path)
-    _, warm = train(columns, NEW_VOCAB, one_epoch, previous=prev)
-    _, cold = train(columns, NEW_VOCAB, one_epoch)
+    _, warm = train(columns, NEW_VOCAB, short, previous=prev)
+    _, cold = train(columns, NEW_VOCAB, short)
     assert warm["warm_start"]["rows_carried_over"] == {"users": 25, "movies": 21}
     assert cold["warm_start"] is None
-    # Most examples are of known users and movies: the first epoch starts far along
-    # (measured: retrieval loss 494 warm vs 582 cold).
-    assert warm["history"]["retrieval_loss"][0] < 0.9 * cold["history"]["retrieval_loss"][0]
+    # Most examples are of known users and movies: the first epoch starts far along.
+    assert warm["history"]["validation_rmse"][0] < cold["history"]["validation_rmse"][0]
+    assert warm["history"]["validation_ndcg@100"][0] > cold["history"]["validation_ndcg@100"][0]
