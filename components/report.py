@@ -88,9 +88,12 @@ def render_report(result: dict) -> str:
         f"{'BLESSED' if blessed else 'NOT BLESSED'}</p>",
         _reasons_list(result.get("reasons") or []),
         "<h2>Metrics</h2>",
-        "<p>recall, ndcg, map: each user's train movies are excluded from the candidates; "
-        "user_*: averaged per user; top_k_accuracy_incl_seen: the TFRS FactorizedTopK "
-        "accuracy (seen movies kept). Ratio columns: model / baseline.</p>",
+        "<p>The model's column is the list users are served (the servable models through "
+        "the code of /v1/recommend): @10 is the served list, @50 and @100 the retrieval "
+        "candidates the ranking stage orders (its ceiling); 'retrieval order' is the same "
+        "candidates unranked. recall, ndcg, map: each user's train movies are excluded; "
+        "user_*: averaged per user; top_k_accuracy_incl_seen (baselines): the TFRS "
+        "FactorizedTopK accuracy (seen movies kept). Ratio columns: model / baseline.</p>",
         _metrics_table(result),
     ]
     if result.get("curves"):
@@ -172,6 +175,8 @@ def _metric_sort_key(metric: str) -> tuple:
 def _scorers(result: dict) -> list[tuple[str, str, dict]]:
     """``(column title, data-key prefix, metrics)`` of every scorer in ``result``."""
     out = [("model", "model", result["model"])]
+    if result.get("retrieval_order"):
+        out.append(("retrieval order", "retrieval_order", result["retrieval_order"]))
     if result.get("previous_model"):
         out.append(
             ("previous model", "previous_model/metrics", result["previous_model"]["metrics"])

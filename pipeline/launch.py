@@ -236,7 +236,11 @@ def print_results(results: dict, out) -> None:
             gain = stage.get("validation", {}).get("mean_gain")
             print(
                 f"\nServed order: {stage['served_order']}"
-                + (f" (re-ranker gain on the validation cut {gain:+.4f})" if gain is not None else ""),
+                + (
+                    f" (re-ranker gain on the validation cut {gain:+.4f})"
+                    if gain is not None
+                    else ""
+                ),
                 file=out,
             )
         verdict = "BLESSED" if evaluation["blessed"] else "NOT BLESSED"

@@ -60,8 +60,8 @@ def collect_results(metadata_path: str) -> dict:
 
     Returns:
       ``{"ingest": ..., "evaluation": ..., "report": path, "push": {...}, "model_uri": path,
-      "servables_uri": path, "training": training.json}``; keys are missing for components that did not produce
-      an output.
+      "servables_uri": path, "training": training.json}``; keys are missing for components
+      that did not produce an output.
     """
     config = tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
     result = {}

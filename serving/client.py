@@ -7,7 +7,7 @@ so the command line returns exactly the list ``POST /v1/recommend`` returns.
 
 from pathlib import Path
 
-from serving import names, service
+from serving import names, push, service
 
 
 def recommend(serving_dir: str | Path, user_id: str, k: int = 10) -> dict:
@@ -20,11 +20,16 @@ def recommend(serving_dir: str | Path, user_id: str, k: int = 10) -> dict:
     serving_dir = Path(serving_dir)
     store = service.open_store(serving_dir, (names.RETRIEVAL, names.RANKING))
     store.poll()
-    missing = [n for n in (names.RETRIEVAL, names.RANKING) if n not in store.snapshot.views]
-    if missing:
+    for name in (names.RETRIEVAL, names.RANKING):
+        if name in store.snapshot.views:
+            continue
+        if not push.list_versions(serving_dir / name):
+            raise FileNotFoundError(
+                f"no pushed {name} model under {serving_dir / name}; run `movierec run` first"
+            )
         raise FileNotFoundError(
-            f"no loadable pushed {' or '.join(missing)} model under {serving_dir}; "
-            "run `movierec run` first"
+            f"no version of the pushed {name} model under {serving_dir / name} loads "
+            "(see the log above); push a new one with `movierec run`"
         )
     product = service.product_of(store.snapshot)
     try:

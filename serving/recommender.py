@@ -60,8 +60,10 @@ class Served:
 
 
 def _strings(values: np.ndarray) -> np.ndarray:
-    return np.vectorize(lambda v: v.decode(), otypes=[object])(values) if values.size else (
-        values.astype(object)
+    return (
+        np.vectorize(lambda v: v.decode(), otypes=[object])(values)
+        if values.size
+        else (values.astype(object))
     )
 
 
@@ -94,7 +96,9 @@ class Recommender:
           ValueError: naming what a model lacks (pushed before these signatures existed).
         """
         missing = [
-            s for s in (DEFAULT_SIGNATURE, names.SIG_INCLUDING_SEEN) if s not in retrieval.signatures
+            s
+            for s in (DEFAULT_SIGNATURE, names.SIG_INCLUDING_SEEN)
+            if s not in retrieval.signatures
         ] + [s for s in (names.SIG_RERANK, DEFAULT_SIGNATURE) if s not in ranking.signatures]
         absent = [v for v in names.CATALOGUE_VARIABLES if not hasattr(retrieval, v)]
         if missing or absent:
@@ -172,10 +176,14 @@ class Recommender:
         popular = self.popular_ids[:k]
         n = len(popular)
         count = int(rows.sum())
-        rated = self.rate(
-            user_id=tf.repeat(tf.boolean_mask(users, rows), n),
-            movie_id=tf.constant(np.tile(popular, count).astype(str)),
-        )["rating"].numpy().reshape(count, n)
+        rated = (
+            self.rate(
+                user_id=tf.repeat(tf.boolean_mask(users, rows), n),
+                movie_id=tf.constant(np.tile(popular, count).astype(str)),
+            )["rating"]
+            .numpy()
+            .reshape(count, n)
+        )
         movie_ids[rows] = ""
         movie_ids[rows, :n] = popular
         scores[rows] = -np.inf

@@ -50,9 +50,7 @@ class RetrievalModule(tf.Module):
         # Read by name from the loaded SavedModel; no signature uses them.
         self.catalogue_movie_ids = tf.Variable(list(ids), dtype=tf.string, trainable=False)
         self.catalogue_titles = tf.Variable(list(titles), dtype=tf.string, trainable=False)
-        self.catalogue_num_ratings = tf.Variable(
-            np.asarray(num_ratings, np.int64), trainable=False
-        )
+        self.catalogue_num_ratings = tf.Variable(np.asarray(num_ratings, np.int64), trainable=False)
 
     def _top(self, embedding, seen):
         """Top-k of ``[batch, dim]`` queries; ``seen(movie_ids)`` -> ``[batch, n]`` bool or None."""

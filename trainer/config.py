@@ -98,7 +98,9 @@ class TrainerConfig:
                 "trainer config: validation_fraction must be in (0, 1), got "
                 f"{self.validation_fraction}"
             )
-        if not self.ease_lambdas or any(not (math.isfinite(v) and v > 0) for v in self.ease_lambdas):
+        if not self.ease_lambdas or any(
+            not (math.isfinite(v) and v > 0) for v in self.ease_lambdas
+        ):
             raise ValueError(f"trainer config: ease_lambdas must be > 0, got {self.ease_lambdas}")
         if not self.blend_weights or any(not 0.0 <= w <= 1.0 for w in self.blend_weights):
             raise ValueError(

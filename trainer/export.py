@@ -43,7 +43,6 @@ _PLACEHOLDER_PAIR = f"{SEPARATOR}{SEPARATOR}\n"
 _FORBIDDEN = ("\t", "\n", "\r", SEPARATOR)
 
 
-
 @dataclasses.dataclass(frozen=True)
 class Histories:
     """Each user's rated movies, in first-rated order, without repeats.

@@ -184,9 +184,7 @@ class JointModel(tfrs.Model):
         sd_ease = tf.sqrt(tf.reduce_sum(tf.matmul(ease, self.ease_covariance) * ease, axis=1))
         a = self.blend_weight / tf.maximum(sd_dae, _EPS)
         # A user with no history has no EASE part (and sd 0): it is left out, not blown up.
-        c = tf.where(
-            sd_ease > _EPS, (1.0 - self.blend_weight) / tf.maximum(sd_ease, _EPS), 0.0
-        )
+        c = tf.where(sd_ease > _EPS, (1.0 - self.blend_weight) / tf.maximum(sd_ease, _EPS), 0.0)
         return tf.concat([a[:, None] * dae, c[:, None] * ease], axis=1)
 
     def movie_vectors(self, movie_idx: tf.Tensor) -> tf.Tensor:

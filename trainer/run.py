@@ -155,7 +155,8 @@ def _fit_rating(model, fit_columns, val_columns, config, epochs=None) -> tuple[i
     for done in range(1, config.rating_epochs + 1):
         model.fit(ds, epochs=1, verbose=0)
         predicted = model.predict_rating(
-            tf.constant(val_columns[features.USER_IDX]), tf.constant(val_columns[features.MOVIE_IDX])
+            tf.constant(val_columns[features.USER_IDX]),
+            tf.constant(val_columns[features.MOVIE_IDX]),
         ).numpy()
         rmse = float(np.sqrt(np.mean((predicted - val_columns[features.RATING]) ** 2)))
         curve.append((done, rmse))
@@ -267,9 +268,7 @@ def _new_model(columns, vocabularies, config, previous):
         global_mean=float(np.mean(columns[features.RATING])),
         config=config,
     )
-    model(
-        {features.USER_IDX: tf.zeros([1], tf.int64), features.MOVIE_IDX: tf.zeros([1], tf.int64)}
-    )
+    model({features.USER_IDX: tf.zeros([1], tf.int64), features.MOVIE_IDX: tf.zeros([1], tf.int64)})
     carried = warm_start.warm_start(model, vocabularies, previous) if previous else None
     return model, carried
 
@@ -365,7 +364,8 @@ def train(
         "num_movies": len(vocabularies.movies),
         "choose_seconds": choose_seconds,
         "train_seconds": refit_seconds,
-        "examples_per_second": n * (choices.retrieval_epochs + choices.rating_epochs)
+        "examples_per_second": n
+        * (choices.retrieval_epochs + choices.rating_epochs)
         / max(refit_seconds, 1e-9),
         "history": {
             "validation_ndcg@100": [v for _, v in report["retrieval_ndcg@100_by_epochs"]],

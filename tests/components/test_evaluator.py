@@ -1,13 +1,20 @@
-"""Evaluator: blessing thresholds and evaluate() on a real exported model."""
+"""Evaluator: blessing thresholds and evaluate() on the servables of a real trained model."""
+
+import http.client
+import json
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import baselines, evaluation_data, metrics
+from components import baselines, evaluation_data, metrics, pusher, servables
 from components.blessing import Threshold, check_thresholds, parse_thresholds
-from components.evaluator import evaluate
-from trainer import data, export, features
+from components.evaluator import evaluate, ranks_of_lists
+from serving import index as index_lib
+from serving import names, push, recommender, server, service
+from trainer import data, export, features, run, selection
 from trainer.config import TrainerConfig
 from trainer.run import train
 
@@ -51,20 +58,63 @@ def test_threshold_errors_name_the_problem():
     ]
 
 
-def _trained_model(tmp_path, pairs, ratings, cut, num_users, num_movies, **config):
+CONFIG = TrainerConfig(
+    hidden_dim=16,
+    epochs=20,
+    validate_every=5,
+    batch_size=8,
+    ease_rank=8,
+    embedding_dim=4,
+    rating_epochs=3,
+    candidates=15,
+    learning_rate=0.01,
+)
+
+
+def _write_split(uri: Path, split: str, rows: list[dict]) -> None:
+    """Writes tf.Examples in ExampleGen's ``Split-<name>/*.gz`` layout."""
+    directory = uri / f"Split-{split}"
+    directory.mkdir(parents=True)
+    with tf.io.TFRecordWriter(str(directory / "data.gz"), "GZIP") as w:
+        for row in rows:
+            feature = {}
+            for key, value in row.items():
+                if isinstance(value, str):
+                    feature[key] = tf.train.Feature(
+                        bytes_list=tf.train.BytesList(value=[value.encode()])
+                    )
+                else:
+                    feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+            w.write(
+                tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+            )
+
+
+def _rating_rows(part, r):
+    return [
+        {features.USER_ID: f"u{u}", features.MOVIE_ID: f"m{m}", features.RATING: float(x)}
+        for (u, m), x in zip(part, r, strict=True)
+    ]
+
+
+def _servables(
+    tmp: Path, name: str, pairs, ratings, cut, num_users, num_movies, examples, catalogue, **config
+):
     vocab = data.Vocabularies(
         users=[f"u{i}" for i in range(num_users)], movies=[f"m{i}" for i in range(num_movies)]
     )
-    cols = {
-        features.USER_IDX: np.array([u for u, _ in pairs[:cut]], np.int64),
-        features.MOVIE_IDX: np.array([m for _, m in pairs[:cut]], np.int64),
-        features.RATING: ratings[:cut],
-    }
-    cfg = TrainerConfig(**{"embedding_dim": 4, "epochs": 20, "batch_size": 64, **config})
+    users = np.array([u for u, _ in pairs[:cut]], np.int64)
+    movies = np.array([m for _, m in pairs[:cut]], np.int64)
+    cols = {features.USER_IDX: users, features.MOVIE_IDX: movies, features.RATING: ratings[:cut]}
+    cfg = TrainerConfig(**{**CONFIG.to_dict(), **config})
     model, _ = train(cols, vocab, cfg)
-    path = str(tmp_path / f"model-{abs(hash(cfg))}")
-    export.export_serving_model(model, vocab, path)
-    return model, path
+    trained = str(tmp / f"trained-{name}")
+    export.export_serving_model(
+        model, vocab, export.Histories.from_indices(users, movies, vocab), trained
+    )
+    out = str(tmp / f"servables-{name}")
+    servables.build_servables(trained, str(examples), str(catalogue), out, retrieval_k=15)
+    return model, out
 
 
 def _raw(part, r, genders=False):
@@ -93,7 +143,19 @@ def synthetic(tmp_path_factory):
     ratings = rng.choice([1.0, 3.0, 5.0], len(pairs)).astype(np.float32)
     cut = int(0.8 * len(pairs))
     tmp = tmp_path_factory.mktemp("eval")
-    model, path = _trained_model(tmp, pairs, ratings, cut, num_users, num_movies)
+    examples, catalogue_uri = tmp / "examples", tmp / "catalogue"
+    _write_split(examples, features.TRAIN_SPLIT, _rating_rows(pairs[:cut], ratings[:cut]))
+    _write_split(examples, features.EVAL_SPLIT, _rating_rows(pairs[cut:], ratings[cut:]))
+    _write_split(
+        catalogue_uri,
+        features.CATALOGUE_SPLIT,
+        [
+            {features.MOVIE_ID: f"m{i}", features.MOVIE_TITLE: f"Film {i}"}
+            for i in range(num_movies)
+        ],
+    )
+    args = (pairs, ratings, cut, num_users, num_movies, examples, catalogue_uri)
+    model, path = _servables(tmp, "main", *args)
     catalogue = np.array([f"m{i}" for i in range(num_movies)], dtype=object)
     ev = evaluation_data.EvaluationData.from_columns(
         _raw(pairs[:cut], ratings[:cut]), _raw(pairs[cut:], ratings[cut:], genders=True), catalogue
@@ -106,25 +168,53 @@ def synthetic(tmp_path_factory):
         path=path,
         data=ev,
         tmp=tmp,
+        args=args,
         num_users=num_users,
         num_movies=num_movies,
     )
 
 
-def test_evaluate_matches_an_independent_computation(synthetic):
+def _keras_served_ranks(model, ev, num_movies, k):
+    """The served lists from the Keras model (reranker not served): retrieval order of the
+    seen-excluded dot products, in numpy."""
+    assert not model.use_reranker.numpy()
+    history = run._sparse(
+        selection.interactions(
+            np.array([int(u[1:]) for u in ev.user_ids[ev.train_users]]),
+            ev.train_movies,
+            (len(ev.user_ids), num_movies + 1),
+        )
+    )
+    users = model.user_vectors(history).numpy()
+    movie_idx = [int(m[1:]) for m in ev.movie_ids]
+    movies = model.movie_vectors(tf.constant(movie_idx, tf.int64)).numpy()
+    scores = users @ movies.T
+    # rows of ev are sorted ids; the model's rows are the numeric ids
+    order = np.array([int(u[1:]) for u in ev.user_ids])
+    scores = scores[order]
+    top = selection.top_unseen(scores, ev.seen, k)
+    position = {(u, m): i for u in range(len(top)) for i, m in enumerate(top[u])}
+    return np.array(
+        [
+            position.get((u, m), num_movies)
+            for u, m in zip(ev.eval_users, ev.eval_movies, strict=True)
+        ]
+    )
+
+
+def test_evaluate_scores_the_served_lists(synthetic):
     s = synthetic
     pairs, cut, model, ev = s["pairs"], s["cut"], s["model"], s["data"]
     result = evaluate(s["path"], ev, [Threshold("recall@10", "min", 0.0)])
-    # Independent path: the Keras towers directly, rows in the evaluator's order (sorted ids).
-    user_idx = [int(u[1:]) for u in ev.user_ids]
-    ue = model.user_tower(tf.constant(user_idx)).numpy()
-    me = model.movie_tower(tf.range(s["num_movies"])).numpy()
-    ranks = metrics.rank_eval_pairs(
-        metrics.factorized_scores(ue, me), ev.eval_users, ev.eval_movies, ev.seen, s["num_movies"]
-    )
-    expected = metrics.ranking_metrics(ranks, ev.eval_users, ev.train_counts)
-    for key, value in expected.items():
-        assert result["model"][key] == pytest.approx(value, abs=1e-9), key
+    # Independent path: the Keras towers directly.
+    rank = _keras_served_ranks(model, ev, s["num_movies"], 15)
+    for k in (10,):
+        for key, values in metrics.per_interaction(rank, k).items():
+            assert result["model"][key] == pytest.approx(float(np.mean(values)), abs=1e-9), key
+    assert result["model"]["recall@50"] == pytest.approx(float(np.mean(rank < 15)))
+    assert "top_k_accuracy_incl_seen@10" not in result["model"]
+    # The reranker is not served here: the served list is the retrieval order.
+    assert result["retrieval_order"]["recall@10"] == result["model"]["recall@10"]
     pred = model.predict_rating(
         tf.constant([u for u, _ in pairs[cut:]]), tf.constant([m for _, m in pairs[cut:]])
     ).numpy()
@@ -157,23 +247,25 @@ def test_evaluate_matches_an_independent_computation(synthetic):
     assert set(result["slices"]["age"]) == {"18-24", "25-34", "35-44"}
 
 
+def test_ranks_of_lists_hand_worked():
+    # user 0 served [2, 0, -1]; user 1 served [1, 2, 0]; pairs (0,0) (0,1) (1,0) (1,3).
+    lists = np.array([[2, 0, -1], [1, 2, 0]])
+    ranks = ranks_of_lists(
+        lists, np.array([0, 1]), np.array([0, 0, 1, 1]), np.array([0, 1, 0, 3]), 4
+    )
+    assert ranks.rank_excl.tolist() == [1, 4, 2, 4]
+    assert ranks.greater_incl is None and ranks.top_movies.tolist() == lists.tolist()
+
+
 def test_regression_against_the_previous_model_blocks_the_blessing(synthetic):
     s = synthetic
-    # A model never trained for retrieval, judged against the joint one as "previous blessed".
-    _, weak = _trained_model(
-        s["tmp"],
-        s["pairs"],
-        s["ratings"],
-        s["cut"],
-        s["num_users"],
-        s["num_movies"],
-        epochs=1,
-        retrieval_weight=0.0,
-        seed=7,
+    # A barely trained model judged against the fitted one as "previous blessed".
+    _, weak = _servables(
+        s["tmp"], "weak", *s["args"], epochs=1, validate_every=1, blend_weights=[1.0], seed=7
     )
     thresholds = [Threshold("recall@10", "min", 0.0), Threshold("rmse", "max", 10.0)]
     result = evaluate(
-        weak, s["data"], thresholds, previous_model_dir=s["path"], max_relative_regression=0.0
+        weak, s["data"], thresholds, previous_servables_dir=s["path"], max_relative_regression=0.0
     )
     prev = result["previous_model"]["metrics"]
     assert result["model"]["recall@10"] < prev["recall@10"]
@@ -183,8 +275,77 @@ def test_regression_against_the_previous_model_blocks_the_blessing(synthetic):
         f"{prev['recall@10']:.4f} x (1 - 0) = {prev['recall@10']:.4f}"
     ) in result["reasons"]
     # The same model against itself passes the change thresholds.
-    same = evaluate(s["path"], s["data"], thresholds, previous_model_dir=s["path"])
+    same = evaluate(s["path"], s["data"], thresholds, previous_servables_dir=s["path"])
     assert same["blessed"] is True
+
+
+def test_evaluated_lists_are_what_v1_recommend_serves(synthetic, tmp_path):
+    """The Evaluator's served metrics equal those of /v1/recommend on a live server over the
+    evaluated artefacts (pushed as they are: the train split as the seen data)."""
+    s = synthetic
+    ev = s["data"]
+    result = evaluate(s["path"], ev, [])
+    serving_dir = tmp_path / "serving"
+    for name in names.MODEL_NAMES:
+        push.push_atomically(Path(servables.model_dir(s["path"], name)), serving_dir / name)
+    store = service.open_store(serving_dir)
+    store.poll()
+    httpd = server.make_server(store, "127.0.0.1", 0)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        host, port = httpd.server_address[:2]
+        lists = {}
+        for user in sorted(set(ev.user_ids[ev.eval_users])):
+            conn = http.client.HTTPConnection(host, port, timeout=30)
+            conn.request("POST", "/v1/recommend", json.dumps({"user_id": user, "k": 10}))
+            body = json.loads(conn.getresponse().read())
+            conn.close()
+            lists[user] = [r["movie_id"] for r in body["recommendations"]]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    pairs = list(zip(ev.user_ids[ev.eval_users], ev.movie_ids[ev.eval_movies], strict=True))
+    position = [lists[u].index(m) if m in lists[u] else 10**6 for u, m in pairs]
+    for key, values in metrics.per_interaction(np.array(position), 10).items():
+        assert result["model"][key] == pytest.approx(float(np.mean(values)), abs=1e-12), key
+    assert result["model"]["user_recall@10"] == pytest.approx(
+        metrics.per_user(ev.eval_users, np.array(position), 10)["user_recall@10"], abs=1e-12
+    )
+
+
+def test_the_pusher_ships_every_ingested_rating_as_seen(synthetic, tmp_path):
+    s = synthetic
+    ev = s["data"]
+    pushed = pusher.push_servables(s["path"], str(tmp_path / "staging"), str(tmp_path / "serving"))
+    assert pushed[names.RETRIEVAL]["version"] == 1
+    rec = recommender.Recommender.from_saved_models(
+        index_lib.load_saved_model(pushed[names.RETRIEVAL]["path"]),
+        tf.saved_model.load(pushed[names.RANKING]["path"]),
+    )
+    users = sorted(set(ev.user_ids))
+    served = rec.recommend(users, rec.k)
+    rated = {}
+    for u, m in zip(
+        ev.user_ids[np.r_[ev.train_users, ev.eval_users]],
+        ev.movie_ids[np.r_[ev.train_movies, ev.eval_movies]],
+        strict=True,
+    ):
+        rated.setdefault(u, set()).add(m)
+    held_out_listed = 0
+    for row, user in enumerate(users):
+        listed = set(served.movie_ids[row]) - {""}
+        assert not listed & rated[user], user
+        held_out_listed += len(listed)
+    assert held_out_listed > 0
+    # The evaluated servables themselves still list eval movies (train-only seen data).
+    evaluated = recommender.Recommender.from_saved_models(
+        index_lib.load_saved_model(servables.model_dir(s["path"], names.RETRIEVAL)),
+        tf.saved_model.load(servables.model_dir(s["path"], names.RANKING)),
+    ).recommend(users, rec.k)
+    eval_pairs = set(zip(ev.user_ids[ev.eval_users], ev.movie_ids[ev.eval_movies], strict=True))
+    assert any(
+        (u, m) in eval_pairs for row, u in enumerate(users) for m in evaluated.movie_ids[row]
+    )
 
 
 def test_ease_baseline_matches_its_closed_form():

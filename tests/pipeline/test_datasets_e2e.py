@@ -97,7 +97,7 @@ def _config(tmp_path: Path, dataset: DatasetSpec) -> PipelineConfig:
         dataset=dataset,
         schema_path=schema_path(),
         serving_dir=str(tmp_path / "serving"),
-        trainer=TrainerConfig(embedding_dim=16, epochs=8, batch_size=256),
+        trainer=TrainerConfig(epochs=30, validate_every=10, batch_size=32),
         # Absolute floors only: these runs check the plumbing, ml-100k checks the quality.
         thresholds=(Threshold("recall@10", "min", 0.0),),
     )

@@ -12,12 +12,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import tensorflow as tf
 
 from components import data_home, movielens, splits
 from components.blessing import Threshold
 from pipeline import local_runner
 from pipeline.config import config_from_dict
-from serving import push
+from serving import index, push, recommender
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -74,10 +75,22 @@ def test_progress_lines_and_summary(first_run):
     assert evaluation["num_catalogue"] == 1682
     model, pop = evaluation["model"], evaluation["baselines"]["popularity"]
     # Measured here: model recall@10 ~0.14 vs popularity ~0.088; RMSE ~0.92 vs bias ~0.94.
+    ease = evaluation["baselines"]["ease"]
     assert model["recall@10"] >= 1.1 * pop["recall@10"]
     assert 0.07 < pop["recall@10"] < 0.11
     assert model["rmse"] <= evaluation["baselines"]["bias"]["rmse"]
-    assert model["top_k_accuracy_incl_seen@100"] > 0.234  # the tutorial model's figure
+    # The served list, measured here on seeds 42 and 7: 0.172-0.175 against EASE's
+    # 0.173; the candidates' recall@100 0.632-0.637 against EASE's 0.628.
+    assert model["recall@10"] >= 0.97 * ease["recall@10"]
+    assert model["recall@100"] >= ease["recall@100"]
+    stage = evaluation["ranking_stage"]
+    if stage["served_order"] == "re-ranker":
+        # Served only when it beat retrieval order on the validation cut; on eval it must
+        # hold up too (measured margin over seeds, see the README).
+        assert model["recall@10"] > evaluation["retrieval_order"]["recall@10"]
+    else:
+        assert stage["validation"]["mean_gain"] <= 0
+        assert model["recall@10"] == evaluation["retrieval_order"]["recall@10"]
     assert summary["push"]["retrieval"]["version"] == 1
     assert summary["push"]["ranking"]["version"] == 1
     assert evaluation["split"]["kind"] == "random" and evaluation["split"]["seed"] == 42
@@ -135,15 +148,42 @@ print(json.dumps({
 """
 
 
-def _train_movies_of(user_id: str) -> set[str]:
-    data_dir = _ml100k_dir()
-    return {
-        r.movie_id
-        for r in movielens.iter_ratings(data_dir / "u.data")
+def _ratings_by_user() -> dict[str, set[str]]:
+    rated = {}
+    for r in movielens.iter_ratings(_ml100k_dir() / "u.data"):
+        if isinstance(r, movielens.Rating):
+            rated.setdefault(r.user_id, set()).add(r.movie_id)
+    return rated
+
+
+def _rated_by(user_id: str) -> set[str]:
+    return _ratings_by_user()[user_id]
+
+
+def test_the_pushed_models_never_serve_an_ingested_rating(first_run):
+    """Every user of ml-100k, served by the pushed models: no movie the user rated in
+    either split comes back (the evaluated models excluded only the train split)."""
+    workdir, _, _ = first_run
+    serving = workdir / "serving"
+    rec = recommender.Recommender.from_saved_models(
+        index.load_saved_model(str(serving / "retrieval" / "1")),
+        tf.saved_model.load(str(serving / "ranking" / "1")),
+    )
+    rated = _ratings_by_user()
+    users = sorted(rated, key=int)
+    served = rec.recommend(users, rec.k)
+    assert served.known.all()
+    for row, user in enumerate(users):
+        assert not set(served.movie_ids[row]) & rated[user], user
+        assert len(set(served.movie_ids[row])) == rec.k
+    # Held-out ratings of the split exist, so the check is not vacuous.
+    held_out = {
+        (r.user_id, r.movie_id)
+        for r in movielens.iter_ratings(_ml100k_dir() / "u.data")
         if isinstance(r, movielens.Rating)
-        and r.user_id == user_id
-        and splits.split_of(r.user_id, r.movie_id, 42, 0.2) == "train"
+        and splits.split_of(r.user_id, r.movie_id, 42, 0.2) == "eval"
     }
+    assert len(held_out) > 19_000
 
 
 def test_fresh_process_loads_both_models(first_run):
@@ -160,9 +200,9 @@ def test_fresh_process_loads_both_models(first_run):
     top = out["ids"][0][:10]
     assert len(set(top)) == 10
     assert all(1 <= int(m) <= 1682 for m in top)
-    # 100 movies come back, none of them rated by user 42 in train.
+    # 100 movies come back, none of them rated by user 42 in any split.
     assert len(set(out["ids"][0])) == 100
-    assert not set(out["ids"][0]) & _train_movies_of("42")
+    assert not set(out["ids"][0]) & _rated_by("42")
     assert out["scores"] == sorted(out["scores"], reverse=True)
     assert all(t for t in out["titles"][:10])
     assert out["known"] == [True, False]

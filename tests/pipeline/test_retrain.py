@@ -34,7 +34,7 @@ from ml_metadata.proto import metadata_store_pb2
 from pipeline.config import config_from_dict
 from serving import push
 from trainer import data, features, warm_start
-from trainer.model import JointModel, movie_log_frequency
+from trainer.model import JointModel, movie_counts
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -337,7 +337,7 @@ def test_second_span_warm_starts_from_the_blessed_model_and_is_pushed(world, spa
     model = JointModel(
         len(new_vocab.users),
         n_movies,
-        movie_log_frequency(np.arange(n_movies), n_movies),
+        movie_counts(np.arange(n_movies), n_movies),
         3.0,
         config,
     )
@@ -345,13 +345,16 @@ def test_second_span_warm_starts_from_the_blessed_model_and_is_pushed(world, spa
     assert again["rows_carried_over"] == warm["rows_carried_over"]
     served = tf.saved_model.load(str(v1))
     users = sorted(shared_users)
-    expected = served.signatures[features.SIG_USER_EMBEDDING](user_id=tf.constant(users))
+    # Users: the rating model's factor rows of v1, read through v1's own vocabulary.
+    v1_users = [u.decode() for u in served.user_ids.numpy()]
+    expected = served.model.user_factors.embeddings.numpy()[[v1_users.index(u) for u in users]]
     rows = model.id_tables()["users"][0].numpy()[[new_vocab.users.index(u) for u in users]]
-    np.testing.assert_array_equal(rows, expected["embedding"].numpy())
+    np.testing.assert_array_equal(rows, expected)
+    # Movies: v1's served retrieval embeddings start with the decoder row.
     movies = sorted(shared_movies)
     expected = served.signatures[features.SIG_MOVIE_EMBEDDING](movie_id=tf.constant(movies))
     rows = model.id_tables()["movies"][0].numpy()[[new_vocab.movies.index(m) for m in movies]]
-    np.testing.assert_array_equal(rows, expected["embedding"].numpy())
+    np.testing.assert_array_equal(rows, expected["embedding"].numpy()[:, : config.hidden_dim])
     assert "Warm start from " in span2.proc.stdout
     assert f"embeddings of {len(shared_users)} users and {len(shared_movies)} movies" in (
         span2.proc.stdout

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from serving import embeddings, push, retrieval
 import tensorflow as tf
 
+from serving import embeddings, push, retrieval
 from trainer import data, export, features, run, selection
 from trainer.config import TrainerConfig
 from trainer.run import train

@@ -62,9 +62,7 @@ def test_recommend_serves_the_pool_in_the_ranking_models_order(product, staged, 
         assert ids == [pool[i] for i in best]
         np.testing.assert_allclose([r["ranking_score"] for r in recs], scores[best], rtol=1e-6)
         np.testing.assert_allclose([r["predicted_rating"] for r in recs], ratings[best], rtol=1e-6)
-        np.testing.assert_allclose(
-            ratings, _ratings(direct, user, pool), rtol=1e-6
-        )
+        np.testing.assert_allclose(ratings, _ratings(direct, user, pool), rtol=1e-6)
         np.testing.assert_allclose(
             [r["retrieval_score"] for r in recs], [candidates[m] for m in ids], rtol=1e-6
         )

@@ -159,7 +159,9 @@ def test_the_towers_dot_product_is_the_blend_of_standardised_scores(trained):
     # Reference in numpy: the autoencoder's and EASE's scores over the vocabulary movies,
     # each divided by its standard deviation over those movies, weighted w and 1 - w.
     norm = dense / np.sqrt(np.maximum(dense.sum(axis=1, keepdims=True), 1))
-    hidden = np.tanh(norm @ model.encoder.embeddings.numpy() + model.encoder_bias.embeddings.numpy())
+    hidden = np.tanh(
+        norm @ model.encoder.embeddings.numpy() + model.encoder_bias.embeddings.numpy()
+    )
     dae = hidden @ model.decoder.embeddings.numpy().T + model.decoder_bias.embeddings.numpy()[:, 0]
     ease_scores = dense @ model.ease_left.numpy() @ model.ease_right.numpy().T
     w = float(model.blend_weight.numpy())
@@ -244,9 +246,7 @@ def test_exported_signatures_map_raw_ids(tmp_path, trained):
     seen = loaded.signatures[features.SIG_SEEN](user_id=tf.constant(["u3", "nobody"]))
     count = seen["count"].numpy().tolist()
     assert count == [len(histories.by_user["u3"]), 0]
-    assert [m.decode() for m in seen["movie_ids"][0][: count[0]].numpy()] == histories.by_user[
-        "u3"
-    ]
+    assert [m.decode() for m in seen["movie_ids"][0][: count[0]].numpy()] == histories.by_user["u3"]
     flags = loaded.is_seen(tf.constant(["u3"]), tf.constant([[history[0], "m-none"]])).numpy()
     assert flags.tolist() == [[True, False]]
 
