@@ -2,7 +2,7 @@
 ingestion.
 
 Usage: python -m bench [pipeline] [trainer] [evaluation] [ingest] [serving] [retrieval_scale]
-    [runner_modes] [retrain] [quality] [--repeats N] [--ingest-ratings N]
+    [runner_modes] [retrain] [quality] [refit] [--repeats N] [--ingest-ratings N]
 
 Figures are printed (medians over repeats, ratios within one run); nothing is asserted.
 """
@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from bench import quality, retrain, retrieval_scale, runner_modes, serving
+from bench import quality, refit, retrain, retrieval_scale, runner_modes, serving
 from bench.evaluation import bench_evaluation
 from bench.ingest import bench_ingest
 from bench.tutorial import train_tutorial
@@ -180,6 +180,8 @@ def main(argv=None) -> int:
         retrain.run(sys.stdout)
     if "quality" in args.what:  # 9 trainings (3 shapes x 3 seeds): not in the default set
         quality.bench_quality()
+    if "refit" in args.what:  # 4 trainings: not in the default set
+        refit.bench_refit()
     if "runner_modes" in args.what:  # two full pipeline runs per mode: not in the default set
         runner_modes.run(sys.stdout)
     return 0

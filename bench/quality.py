@@ -55,31 +55,27 @@ SHAPES = {
 }
 
 
-def run_one(
-    ratings, catalogue, seed: int, workdir: str, config: TrainerConfig | None = None
-) -> dict:
-    """Trains, builds the servables and evaluates one split; returns ``metrics.json``."""
-    is_eval = np.array(
-        [splits.split_of(u, m, seed, 0.2) == features.EVAL_SPLIT for u, m, _ in ratings]
-    )
-    rows = np.array(ratings, dtype=object)
-    parts = {features.TRAIN_SPLIT: rows[~is_eval], features.EVAL_SPLIT: rows[is_eval]}
-    train_rows = parts[features.TRAIN_SPLIT]
-    vocab = data.Vocabularies(
+def _vocabulary(train_rows: np.ndarray) -> data.Vocabularies:
+    """Users and movies of the train rows by frequency, as Transform orders them."""
+    return data.Vocabularies(
         [u for u, _ in Counter(train_rows[:, 0]).most_common()],
         [m for m, _ in Counter(train_rows[:, 1]).most_common()],
     )
+
+
+def _columns(rows: np.ndarray, vocab: data.Vocabularies) -> dict[str, np.ndarray]:
+    """Transformed columns of ``[n, 3]`` (user, movie, rating) rows (unknown ids: OOV)."""
     uidx = {u: i for i, u in enumerate(vocab.users)}
     midx = {m: i for i, m in enumerate(vocab.movies)}
-    cols = {
-        features.USER_IDX: np.array([uidx[u] for u in train_rows[:, 0]], np.int64),
-        features.MOVIE_IDX: np.array([midx[m] for m in train_rows[:, 1]], np.int64),
-        features.RATING: train_rows[:, 2].astype(np.float32),
+    return {
+        features.USER_IDX: np.array([uidx.get(u, len(uidx)) for u in rows[:, 0]], np.int64),
+        features.MOVIE_IDX: np.array([midx.get(m, len(midx)) for m in rows[:, 1]], np.int64),
+        features.RATING: rows[:, 2].astype(np.float32),
     }
-    model, summary = train(cols, vocab, config or TrainerConfig())
-    trained = os.path.join(workdir, "trained")
-    histories = export.Histories.from_ids(train_rows[:, 0], train_rows[:, 1])
-    export.export_serving_model(model, vocab, histories, trained)
+
+
+def _write_examples(workdir: str, parts: dict, catalogue, ratings) -> tuple[str, str]:
+    """ExampleGen's two outputs: the rating splits and the catalogue."""
     examples, cat_uri = os.path.join(workdir, "examples"), os.path.join(workdir, "catalogue")
     for split, part in parts.items():
         examples_io.write_columns(
@@ -97,12 +93,33 @@ def run_one(
         features.CATALOGUE_SPLIT,
         {features.MOVIE_ID: movie_ids, features.MOVIE_TITLE: [f"Movie {m}" for m in movie_ids]},
     )
+    return examples, cat_uri
+
+
+def run_one(
+    ratings, catalogue, seed: int, workdir: str, config: TrainerConfig | None = None
+) -> dict:
+    """Trains, builds the servables and evaluates one split; returns ``metrics.json``."""
+    rows = np.array(ratings, dtype=object)
+    is_eval = np.array(
+        [splits.split_of(u, m, seed, 0.2) == features.EVAL_SPLIT for u, m, _ in ratings]
+    )
+    parts = {features.TRAIN_SPLIT: rows[~is_eval], features.EVAL_SPLIT: rows[is_eval]}
+    train_rows = parts[features.TRAIN_SPLIT]
+    vocab = _vocabulary(train_rows)
+    model, summary = train(_columns(train_rows, vocab), vocab, config or TrainerConfig())
+    trained = os.path.join(workdir, "trained")
+    histories = export.Histories.from_ids(train_rows[:, 0], train_rows[:, 1])
+    export.export_serving_model(model, vocab, histories, trained)
+    examples, cat_uri = _write_examples(workdir, parts, catalogue, ratings)
     out = os.path.join(workdir, "servables")
     servables.build_servables(trained, examples, cat_uri, out)
     ev = evaluation_data.EvaluationData.from_columns(
         examples_io.read_columns(examples, features.TRAIN_SPLIT, evaluation_data.RATING_KEYS),
         examples_io.read_columns(examples, features.EVAL_SPLIT, evaluation_data.RATING_KEYS),
-        np.asarray(movie_ids, dtype=object),
+        examples_io.read_columns(cat_uri, features.CATALOGUE_SPLIT, (features.MOVIE_ID,))[
+            features.MOVIE_ID
+        ],
     )
     result = evaluate(out, ev, DEFAULT_THRESHOLDS)
     result["chosen"] = summary["chosen"]
@@ -138,9 +155,9 @@ def bench_quality(shapes=tuple(SHAPES), seeds=SEEDS) -> dict:
                 f"  {shape}, seed {seed}: served recall@10 {result['model']['recall@10']:.4f} "
                 f"(EASE {result['baselines']['ease']['recall@10']:.4f}, popularity "
                 f"{result['baselines']['popularity']['recall@10']:.4f}), blessed "
-                f"{result['blessed']}, chosen {result['chosen']['blend_weight']=}, "
-                f"{result['chosen']['retrieval_epochs']=}, reranker "
-                f"{result['chosen']['use_reranker']}, train {result['train_seconds']:.0f} s",
+                f"{result['blessed']}; chosen: blend weight {result['chosen']['blend_weight']}, "
+                f"{result['chosen']['retrieval_epochs']} epochs, re-ranker served "
+                f"{result['chosen']['use_reranker']}; trained in {result['train_seconds']:.0f} s",
                 flush=True,
             )
         table[shape] = {}
@@ -154,14 +171,19 @@ def bench_quality(shapes=tuple(SHAPES), seeds=SEEDS) -> dict:
                 )
                 table[shape][title][scorer] = [source(r)[key] for r in results]
         table[shape]["blessed"] = [r["blessed"] for r in results]
+        _print_shape(shape, table[shape])
     print(f"\nServed quality, mean ± sd over seeds {', '.join(map(str, seeds))}:")
     for shape, rows in table.items():
-        print(f"\n  {shape} (blessed: {sum(rows['blessed'])}/{len(rows['blessed'])})")
-        print(f"    {'metric':<22}{'model':>18}{'popularity':>18}{'EASE':>18}{'bias':>18}")
-        for title, _, _ in _ROWS:
-            cells = "".join(
-                f"{_spread(rows[title][s]) if s in rows[title] else '-':>18}"
-                for s in ("model", "popularity", "ease", "bias")
-            )
-            print(f"    {title:<22}{cells}")
+        _print_shape(shape, rows)
     return table
+
+
+def _print_shape(shape: str, rows: dict) -> None:
+    print(f"\n  {shape} (blessed: {sum(rows['blessed'])}/{len(rows['blessed'])})")
+    print(f"    {'metric':<22}{'model':>18}{'popularity':>18}{'EASE':>18}{'bias':>18}")
+    for title, _, _ in _ROWS:
+        cells = "".join(
+            f"{_spread(rows[title][s]) if s in rows[title] else '-':>18}"
+            for s in ("model", "popularity", "ease", "bias")
+        )
+        print(f"    {title:<22}{cells}", flush=True)

@@ -42,6 +42,7 @@ LOCKED_EXIT = 3
 # parameter that holds DatasetSpec.to_json().
 EXAMPLE_GEN_NODE = "MovieRecExampleGen"
 PUSHER_NODE = "MovieRecPusher"
+_LINEAGE_DEPTH = 4  # executions between a Pusher and the ExampleGen that fed it
 DATASET_PARAMETER = "dataset"
 # TFX's ML-Metadata context types.
 _PIPELINE_CONTEXT, _NODE_CONTEXT, _RUN_CONTEXT = "pipeline", "node", "pipeline_run"
@@ -124,17 +125,26 @@ def finished_datasets(metadata_path: Path, pipeline_name: str) -> set[str]:
     ]
     if not pushes:
         return set()
-    consumed = {
-        e.artifact_id
-        for e in store.get_events_by_execution_ids(pushes)
-        if e.type == metadata_store_pb2.Event.INPUT
-    }
     example_gens = {e.id for e in _node_executions(store, pipeline_name, EXAMPLE_GEN_NODE)}
-    return {
-        execution.custom_properties[DATASET_PARAMETER].string_value
-        for execution in _producers(store, sorted(consumed))
-        if execution.id in example_gens and DATASET_PARAMETER in execution.custom_properties
-    }
+    datasets, frontier, visited = set(), pushes, set(pushes)
+    # Up the lineage (Pusher <- servables <- examples <- ExampleGen), a few steps at most.
+    for _ in range(_LINEAGE_DEPTH):
+        consumed = {
+            e.artifact_id
+            for e in store.get_events_by_execution_ids(frontier)
+            if e.type == metadata_store_pb2.Event.INPUT
+        }
+        frontier = []
+        for execution in _producers(store, sorted(consumed)) if consumed else ():
+            if execution.id in example_gens:
+                if DATASET_PARAMETER in execution.custom_properties:
+                    datasets.add(execution.custom_properties[DATASET_PARAMETER].string_value)
+            elif execution.id not in visited:
+                visited.add(execution.id)
+                frontier.append(execution.id)
+        if not frontier:
+            break
+    return datasets
 
 
 def last_run_states(metadata_path: Path, pipeline_name: str) -> dict[str, str]:

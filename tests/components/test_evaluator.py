@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import baselines, evaluation_data, metrics, pusher, servables
+from components import baselines, evaluation_data, examples_io, metrics, pusher, servables
 from components.blessing import Threshold, check_thresholds, parse_thresholds
 from components.evaluator import evaluate, ranks_of_lists
 from serving import index as index_lib
@@ -72,22 +72,8 @@ CONFIG = TrainerConfig(
 
 
 def _write_split(uri: Path, split: str, rows: list[dict]) -> None:
-    """Writes tf.Examples in ExampleGen's ``Split-<name>/*.gz`` layout."""
-    directory = uri / f"Split-{split}"
-    directory.mkdir(parents=True)
-    with tf.io.TFRecordWriter(str(directory / "data.gz"), "GZIP") as w:
-        for row in rows:
-            feature = {}
-            for key, value in row.items():
-                if isinstance(value, str):
-                    feature[key] = tf.train.Feature(
-                        bytes_list=tf.train.BytesList(value=[value.encode()])
-                    )
-                else:
-                    feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
-            w.write(
-                tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
-            )
+    """Writes rows as tf.Examples in ExampleGen's layout."""
+    examples_io.write_columns(str(uri), split, {k: [r[k] for r in rows] for k in rows[0]})
 
 
 def _rating_rows(part, r):
