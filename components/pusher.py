@@ -52,8 +52,12 @@ def MovieRecPusher(  # noqa: N802 (TFX component names are classes)
     model_blessing: InputArtifact[ModelBlessing],
     pushed_model: OutputArtifact[PushedModel],
     serving_dir: Parameter[str],
+    evaluated_servables: InputArtifact[Model] = None,
 ):
-    """Pushes a blessed model; records ``pushed`` (0/1) and the versions on the artifact."""
+    """Pushes a blessed model; records ``pushed`` (0/1) and the versions on the artifact.
+
+    ``evaluated_servables``, when given, are the servables the Evaluator measured and
+    ``servables`` their refit on every ingested rating (recorded as such)."""
     tf.io.gfile.makedirs(pushed_model.uri)
     blessed = model_blessing.get_int_custom_property(BLESSED_PROPERTY) == 1
     if not blessed:
@@ -62,6 +66,9 @@ def MovieRecPusher(  # noqa: N802 (TFX component names are classes)
         result = push_servables(servables.uri, pushed_model.uri, serving_dir)
         result["pushed"] = True
         result["servables"] = servables.uri
+        if evaluated_servables is not None and evaluated_servables.uri != servables.uri:
+            result["refit_of"] = evaluated_servables.uri
+            pushed_model.set_string_custom_property("evaluated_servables", evaluated_servables.uri)
         for name in names.MODEL_NAMES:
             pushed_model.set_int_custom_property(f"{name}_version", result[name]["version"])
             pushed_model.set_string_custom_property(f"{name}_path", result[name]["path"])

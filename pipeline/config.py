@@ -17,6 +17,9 @@ from trainer.config import TrainerConfig
 # blessed model in ML-Metadata (rows of ids it knows carried over; see trainer.warm_start).
 WARM_START_SOURCES = ("none", "latest_blessed")
 
+# Measured by `make bench ARGS=refit` (see the README).
+REFIT_BY_DEFAULT = True
+
 # Blessing by default: beat popularity's recall@10 by 10% and the bias baseline's RMSE.
 DEFAULT_THRESHOLDS = (
     Threshold(metric="recall@10", direction="min", value=1.1, baseline="popularity"),
@@ -49,6 +52,9 @@ class PipelineConfig:
       retrieval_k: movies the retrieval model returns per user.
       warm_start_from: one of ``WARM_START_SOURCES``: ``"latest_blessed"`` gives the
         Trainer the latest blessed model as its base model to warm-start from.
+      refit: after the Evaluator, train the evaluated model's recipe again on every
+        ingested rating (train and eval) and push that when the evaluated model is blessed
+        (``make bench ARGS=refit`` measures it on ratings the pipeline never saw).
     """
 
     pipeline_name: str
@@ -67,6 +73,7 @@ class PipelineConfig:
     index_kind: str = "scann"
     retrieval_k: int = 100
     warm_start_from: str = "none"
+    refit: bool = REFIT_BY_DEFAULT
 
     def __post_init__(self):
         if self.warm_start_from not in WARM_START_SOURCES:

@@ -126,6 +126,7 @@ def pipeline_config(
         leave_last_n=args.leave_last_n,
         index_kind=args.index,
         max_reject_fraction=args.max_reject_fraction,
+        **({} if getattr(args, "refit", None) is None else {"refit": args.refit}),
         **overrides,
     )
 
@@ -138,6 +139,13 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--leave-last-n", type=int, default=1, help="leave_last_n split")
     parser.add_argument("--index", choices=("scann", "brute_force"), default="scann")
     parser.add_argument("--trainer-config", help="JSON overrides, e.g. '{\"epochs\": 3}'")
+    parser.add_argument(
+        "--refit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="after blessing, push the evaluated recipe refit on every ingested rating "
+        "(default: on, measured by `make bench ARGS=refit`)",
+    )
 
 
 def run_child(
@@ -251,7 +259,14 @@ def print_results(results: dict, out) -> None:
         print(f"\nReport: {results['report']}", file=out)
     push = results.get("push", {})
     if push.get("pushed"):
-        print("\nPushed models (TF Serving layout):", file=out)
+        if push.get("refit_of"):
+            print(
+                "\nPushed the blessed model's recipe refit on every ingested rating "
+                f"(evaluated: {push['refit_of']}):",
+                file=out,
+            )
+        else:
+            print("\nPushed models (TF Serving layout):", file=out)
         for name, pushed in push.items():
             if isinstance(pushed, dict):
                 print(f"  {name:<22} v{pushed['version']:<4} {pushed['path']}", file=out)

@@ -60,8 +60,9 @@ def collect_results(metadata_path: str) -> dict:
 
     Returns:
       ``{"ingest": ..., "evaluation": ..., "report": path, "push": {...}, "model_uri": path,
-      "servables_uri": path, "training": training.json}``; keys are missing for components
-      that did not produce an output.
+      "servables_uri": path, "training": training.json, "refit_training": the refit
+      Trainer's training.json}``; keys are missing for components that did not produce an
+      output.
     """
     config = tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
     result = {}
@@ -85,10 +86,17 @@ def collect_results(metadata_path: str) -> dict:
             result["model_uri"] = max(trained, key=lambda a: a.id).uri
         if servables:
             result["servables_uri"] = max(servables, key=lambda a: a.id).uri
-        model_run = _latest_artifact(m.store, "ModelRun")
-        if model_run is not None and os.path.exists(os.path.join(model_run.uri, TRAINING_SUMMARY)):
-            with open(os.path.join(model_run.uri, TRAINING_SUMMARY)) as f:
-                result["training"] = json.load(f)
+        # The evaluated model's training.json, and the refit's when the run refit it.
+        for model_run in sorted(m.store.get_artifacts_by_type("ModelRun"), key=lambda a: -a.id):
+            path = os.path.join(model_run.uri, TRAINING_SUMMARY)
+            if not os.path.exists(path):
+                continue
+            with open(path) as f:
+                training = json.load(f)
+            key = "refit_training" if "refit_of" in training else "training"
+            result.setdefault(key, training)
+            if "training" in result:
+                break
     return result
 
 

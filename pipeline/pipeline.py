@@ -9,7 +9,10 @@ factory only wires components:
 
 The servable builder makes the SavedModels users are served (retrieval index over the whole
 catalogue, ranking model) before the Evaluator measures them through the serving code; the
-Pusher only copies what was blessed.
+Pusher only copies what was blessed. With ``config.refit`` a second Trainer trains the
+evaluated model's recipe on every ingested rating after the Evaluator, a second builder
+makes its servables, and the Pusher pushes those when the evaluated model was blessed
+(ML-Metadata records the evaluated model as the refit Trainer's base model).
 
 The gate stops the run before Transform when ExampleValidator finds anomalies or too many
 rating rows were rejected, so bad data never reaches training or serving.
@@ -35,6 +38,8 @@ from pipeline.config import PipelineConfig
 from trainer import features
 
 PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
+REFIT_TRAINER = "RefitTrainer"
+REFIT_SERVABLES = "RefitServables"
 RUN_FN = "trainer.run.run_fn"
 
 
@@ -102,10 +107,36 @@ def create_components(config: PipelineConfig) -> list:
         index_kind=config.index_kind,
         retrieval_k=config.retrieval_k,
     )
+    components = [trainer, servables, evaluator]
+    pushed = servables
+    if config.refit:
+        # The evaluated model's recipe (its choices, read from it as the base model) on
+        # every ingested rating; after the Evaluator, which blessed the recipe.
+        refit_trainer = tfx.components.Trainer(
+            run_fn=RUN_FN,
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            base_model=trainer.outputs["model"],
+            train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT, features.EVAL_SPLIT]),
+            eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
+            custom_config=dataclasses.replace(
+                config.trainer, candidates=config.retrieval_k, refit=True
+            ).to_dict(),
+        ).with_id(REFIT_TRAINER)
+        refit_trainer.add_upstream_node(evaluator)
+        pushed = MovieRecServables(
+            model=refit_trainer.outputs["model"],
+            examples=example_gen.outputs["examples"],
+            catalogue=example_gen.outputs["catalogue"],
+            index_kind=config.index_kind,
+            retrieval_k=config.retrieval_k,
+        ).with_id(REFIT_SERVABLES)
+        components += [refit_trainer, pushed]
     pusher = MovieRecPusher(
-        servables=servables.outputs["servables"],
+        servables=pushed.outputs["servables"],
         model_blessing=evaluator.outputs["blessing"],
         serving_dir=config.serving_dir,
+        evaluated_servables=servables.outputs["servables"],
     )
     return [
         example_gen,
@@ -115,9 +146,7 @@ def create_components(config: PipelineConfig) -> list:
         gate,
         transform,
         latest_blessed,
-        trainer,
-        servables,
-        evaluator,
+        *components,
         pusher,
     ]
 

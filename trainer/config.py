@@ -46,6 +46,9 @@ class TrainerConfig:
         retrieval_k).
       validation_fraction: share of each user's train ratings held out for the choices.
       seed: seed of initialisation, shuffling and the validation cut.
+      refit: train once with the choices recorded in the Trainer's base model (the model
+        the Evaluator blessed) instead of choosing; the pipeline's refit Trainer sets it and
+        hands it every ingested rating.
     """
 
     hidden_dim: int = 600
@@ -67,6 +70,7 @@ class TrainerConfig:
     candidates: int = 100
     validation_fraction: float = 0.2
     seed: int = 42
+    refit: bool = False
 
     def __post_init__(self):
         positive = (

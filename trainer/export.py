@@ -15,6 +15,7 @@ split, and embeds each user from all of them.
 """
 
 import dataclasses
+import json
 import os
 from collections.abc import Iterable
 
@@ -258,10 +259,18 @@ class ServingModule(tf.Module):
         return self.seen_pairs.lookup(pairs) >= 0
 
 
+CHOICES_FILE = "choices.json"  # under assets.extra/: what the Trainer chose (trainer.run)
+
+
 def export_serving_model(
-    model: JointModel, vocabularies: Vocabularies, histories: Histories, path: str
+    model: JointModel,
+    vocabularies: Vocabularies,
+    histories: Histories,
+    path: str,
+    choices: dict | None = None,
 ) -> None:
-    """Saves the model with its signatures and ``histories`` as its seen data."""
+    """Saves the model with its signatures and ``histories`` as its seen data; ``choices``
+    (``trainer.run.Choices.to_dict``) go to ``assets.extra/choices.json`` for a refit."""
     staging = os.path.join(path + ".assets-staging")
     write_histories(histories, staging)
     module = ServingModule(model, vocabularies, staging)
@@ -276,6 +285,25 @@ def export_serving_model(
     }
     tf.saved_model.save(module, path, signatures=signatures)
     tf.io.gfile.rmtree(staging)
+    if choices is not None:
+        tf.io.gfile.makedirs(os.path.join(path, "assets.extra"))
+        with tf.io.gfile.GFile(os.path.join(path, "assets.extra", CHOICES_FILE), "w") as f:
+            f.write(json.dumps(choices))
+
+
+def read_choices(saved_model_dir: str):
+    """The ``trainer.run.Choices`` an exported model was trained with.
+
+    Raises:
+      FileNotFoundError: naming the file when the model has none (exported without).
+    """
+    from trainer.run import Choices  # run imports this module
+
+    path = os.path.join(saved_model_dir, "assets.extra", CHOICES_FILE)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"{path}: the model records no choices to refit with")
+    with tf.io.gfile.GFile(path) as f:
+        return Choices.from_dict(json.load(f))
 
 
 def replace_seen_data(saved_model_dir: str, histories: Histories) -> None:

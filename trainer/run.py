@@ -61,6 +61,15 @@ class Choices:
     use_reranker: bool
     reranker_weights: list
 
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["reranker_weights"] = [np.asarray(w).tolist() for w in self.reranker_weights]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Choices":
+        return cls(**d)
+
 
 def _sparse(x: sp.csr_matrix) -> tf.SparseTensor:
     coo = x.tocoo()
@@ -341,6 +350,31 @@ def train(
     start = time.perf_counter()
     choices, report = _choose(train_columns, vocabularies, config, previous)
     choose_seconds = time.perf_counter() - start
+    model, summary = fit_with(train_columns, vocabularies, config, choices, previous)
+    summary["validation"] = report
+    summary["choose_seconds"] = choose_seconds
+    summary["history"] = {
+        "validation_ndcg@100": [v for _, v in report["retrieval_ndcg@100_by_epochs"]],
+        "validation_rmse": [v for _, v in report["rating_rmse_by_epochs"]],
+    }
+    return model, summary
+
+
+def fit_with(
+    train_columns: dict[str, np.ndarray],
+    vocabularies: data.Vocabularies,
+    config: TrainerConfig,
+    choices: Choices,
+    previous: warm_start.PreviousModel | None = None,
+) -> tuple[JointModel, dict]:
+    """Round 2 alone: trains on all of ``train_columns`` with ``choices`` (no validation cut).
+
+    :func:`train` calls it after choosing; the refit Trainer calls it with the choices of
+    the blessed model on every ingested rating.
+
+    Returns:
+      The trained model and its summary (config, choices, durations, warm start).
+    """
     tf.keras.utils.set_random_seed(config.seed)
     model, carried = _new_model(train_columns, vocabularies, config, previous)
     x = _history_matrix(train_columns, vocabularies)
@@ -349,28 +383,21 @@ def train(
     _set_ease(model, x, choices.ease_lambda, config)
     model.set_blend(choices.blend_weight)
     _fit_rating(model, train_columns, None, config, epochs=choices.rating_epochs)
-    model.reranker.set_weights(choices.reranker_weights)
+    model.reranker.set_weights([np.asarray(w, np.float32) for w in choices.reranker_weights])
     model.use_reranker.assign(choices.use_reranker)
     refit_seconds = time.perf_counter() - refit_start
     n = len(train_columns[features.RATING])
-    chosen = dataclasses.asdict(choices)
-    chosen["reranker_weights"] = [np.asarray(w).tolist() for w in choices.reranker_weights]
     summary = {
         "config": config.to_dict(),
-        "chosen": chosen,
-        "validation": report,
+        "chosen": choices.to_dict(),
         "num_train_examples": int(n),
         "num_users": len(vocabularies.users),
         "num_movies": len(vocabularies.movies),
-        "choose_seconds": choose_seconds,
+        "choose_seconds": 0.0,
         "train_seconds": refit_seconds,
         "examples_per_second": n
         * (choices.retrieval_epochs + choices.rating_epochs)
         / max(refit_seconds, 1e-9),
-        "history": {
-            "validation_ndcg@100": [v for _, v in report["retrieval_ndcg@100_by_epochs"]],
-            "validation_rmse": [v for _, v in report["rating_rmse_by_epochs"]],
-        },
         "warm_start": carried,
     }
     return model, copy.deepcopy(summary)
@@ -406,15 +433,28 @@ def run_fn(fn_args) -> None:
         len(vocabularies.movies),
         config,
     )
-    previous = warm_start.read_previous_model(fn_args.base_model) if fn_args.base_model else None
-    model, summary = train(train_columns, vocabularies, config, previous)
-    logging.info("chosen on the validation cut: %s", summary["chosen"])
+    if config.refit:
+        # The base model is the evaluated one: its choices, every ingested rating, no warm
+        # start (the refit is that model's recipe on more data).
+        if not fn_args.base_model:
+            raise ValueError("trainer config: refit needs the evaluated model as base_model")
+        choices = export.read_choices(fn_args.base_model)
+        model, summary = fit_with(train_columns, vocabularies, config, choices)
+        summary["refit_of"] = fn_args.base_model
+    else:
+        previous = (
+            warm_start.read_previous_model(fn_args.base_model) if fn_args.base_model else None
+        )
+        model, summary = train(train_columns, vocabularies, config, previous)
+    logging.info("choices: %s", summary["chosen"])
     if summary["warm_start"]:
         logging.info("warm start: %s", summary["warm_start"])
     history = export.Histories.from_indices(
         train_columns[features.USER_IDX], train_columns[features.MOVIE_IDX], vocabularies
     )
-    export.export_serving_model(model, vocabularies, history, fn_args.serving_model_dir)
+    export.export_serving_model(
+        model, vocabularies, history, fn_args.serving_model_dir, choices=summary["chosen"]
+    )
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINING_SUMMARY), "w") as f:
         json.dump(summary, f, indent=2)

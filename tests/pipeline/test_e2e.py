@@ -92,6 +92,10 @@ def test_progress_lines_and_summary(first_run):
         assert stage["validation"]["mean_gain"] <= 0
         assert model["recall@10"] == evaluation["retrieval_order"]["recall@10"]
     assert summary["push"]["retrieval"]["version"] == 1
+    # What was pushed is the blessed recipe refit on every ingested rating; the push names
+    # the servables the Evaluator measured.
+    assert summary["push"]["refit_of"] != summary["push"]["servables"]
+    assert "RefitTrainer" in summary["seconds_per_component"]
     assert summary["push"]["ranking"]["version"] == 1
     assert evaluation["split"]["kind"] == "random" and evaluation["split"]["seed"] == 42
     assert evaluation["previous_model"] is None

@@ -194,9 +194,16 @@ def test_vertex_training_runs_the_trainer_as_a_custom_job(compiled):
             ],
         },
     }
-    # Only the Trainer changes: the other steps are those of the default spec.
+    # The refit Trainer trains on Vertex AI Training too, with the same job spec.
+    refit = json.loads(parameter(spec, "RefitTrainer", "custom_config")["stringValue"])
+    assert refit == {**custom_config, "refit": True}
+    assert (
+        "tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor"
+        in container(spec, "RefitTrainer")["args"]
+    )
+    # Only the Trainers change: the other steps are those of the default spec.
     step_spec = compiled["step"][1]
-    for task in set(tasks(spec)) - {"Trainer"}:
+    for task in set(tasks(spec)) - {"Trainer", "RefitTrainer"}:
         assert tasks(spec)[task] == tasks(step_spec)[task]
 
 

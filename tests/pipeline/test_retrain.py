@@ -306,16 +306,25 @@ def _transform_graphs(world) -> list[str]:
     ]
 
 
-def test_second_span_warm_starts_from_the_blessed_model_and_is_pushed(world, span2):
+def _evaluated(run_summary) -> Path:
+    """The ranking model the Evaluator blessed in a run (what was pushed is its refit on
+    every ingested rating; the Resolver hands the evaluated one to the next run)."""
+    return Path(run_summary["push"]["refit_of"]) / "ranking"
+
+
+def test_second_span_warm_starts_from_the_blessed_model_and_is_pushed(world, span1, span2):
     summary = span2.summary
     assert summary["spans"] == ["span-1", "span-2"]
     assert summary["blessed"] is True, summary["evaluation"]["reasons"]
     assert summary["push"]["ranking"]["version"] == 2
     assert _versions(world) == {name: [1, 2] for name in push.MODEL_NAMES}
-    # The base model is the v1 model: the pushed ranking model is a copy of it.
+    # The base model is the model blessed with span 1; v1 is its refit, same graph.
     warm = summary["warm_start"]
-    v1 = world.workdir / "serving" / "ranking" / "1"
+    v1 = _evaluated(span1.summary)
     base = Path(warm["base_model"])
+    assert (v1 / "saved_model.pb").read_bytes() == (
+        world.workdir / "serving" / "ranking" / "1" / "saved_model.pb"
+    ).read_bytes()
     assert (base / "saved_model.pb").read_bytes() == (v1 / "saved_model.pb").read_bytes()
     # The counts of training.json: ids in both runs' vocabularies (read from the Transform
     # outputs here), among them every user of span 1 that span 2 kept (41..100) and more.
@@ -330,7 +339,7 @@ def test_second_span_warm_starts_from_the_blessed_model_and_is_pushed(world, spa
     assert len(new_vocab.users) == 140 and len(shared_users) == 100
     assert {str(m) for m in range(201, 261)} <= set(new_vocab.movies) - shared_movies
     # The Trainer's initialisation: rebuilt with its config and vocabularies, the rows of
-    # shared ids are the embeddings v1 serves for those ids.
+    # shared ids are the embeddings the blessed model has for those ids.
     config = config_from_dict(summary["config"]).trainer
     tf.keras.utils.set_random_seed(config.seed)
     n_movies = len(new_vocab.movies)
@@ -361,7 +370,7 @@ def test_second_span_warm_starts_from_the_blessed_model_and_is_pushed(world, spa
     )
 
 
-def test_a_regressing_span_is_not_pushed_and_v2_keeps_serving(world, span3):
+def test_a_regressing_span_is_not_pushed_and_v2_keeps_serving(world, span2, span3):
     summary = span3.summary
     assert summary["spans"] == ["span-2", "span-3"]
     evaluation = summary["evaluation"]
@@ -371,7 +380,7 @@ def test_a_regressing_span_is_not_pushed_and_v2_keeps_serving(world, span3):
     assert any(r.startswith("FAIL: recall@10") for r in reasons), reasons
     assert evaluation["previous_model"] is not None  # compared with v2, the latest blessed
     assert summary["push"] == {"pushed": False, "reason": "model not blessed"}
-    v2 = world.workdir / "serving" / "ranking" / "2"
+    v2 = _evaluated(span2.summary)  # blessed with span 2; v2 is its refit
     base = Path(summary["warm_start"]["base_model"])
     assert (base / "saved_model.pb").read_bytes() == (v2 / "saved_model.pb").read_bytes()
     assert _versions(world) == {name: [1, 2] for name in push.MODEL_NAMES}

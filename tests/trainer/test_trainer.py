@@ -295,3 +295,30 @@ def test_replacing_the_seen_data_changes_histories_not_the_graph(tmp_path, train
     np.testing.assert_allclose(user["embedding"], given["embedding"], rtol=1e-6)
     with pytest.raises(ValueError, match="holds a tab"):
         export.write_histories(export.Histories({"u\t1": ["m1"]}), str(tmp_path / "bad"))
+
+
+def test_a_refit_trains_the_recorded_choices_on_other_ratings(tmp_path, trained):
+    cols, model, summary = trained
+    vocab = _vocab()
+    histories = export.Histories.from_indices(
+        cols[features.USER_IDX], cols[features.MOVIE_IDX], vocab
+    )
+    path = str(tmp_path / "evaluated")
+    export.export_serving_model(model, vocab, histories, path, choices=summary["chosen"])
+    choices = export.read_choices(path)
+    assert choices.to_dict() == summary["chosen"]
+    # Fewer ratings per user than the fixture's (which has every user rate every movie of
+    # the group), so the histories differ.
+    other = _synthetic_columns(n=400, seed=5)
+    refit, refit_summary = run.fit_with(other, vocab, SMALL, choices)
+    assert refit_summary["chosen"] == summary["chosen"]
+    assert refit_summary["num_train_examples"] == 400 and refit_summary["choose_seconds"] == 0
+    assert float(refit.blend_weight.numpy()) == pytest.approx(summary["chosen"]["blend_weight"])
+    np.testing.assert_allclose(refit.reranker.kernel.numpy(), model.reranker.kernel.numpy())
+    assert bool(refit.use_reranker.numpy()) == summary["chosen"]["use_reranker"]
+    # Trained anew on other histories: not the evaluated weights.
+    assert not np.allclose(refit.decoder.embeddings.numpy(), model.decoder.embeddings.numpy())
+    bare = str(tmp_path / "bare")
+    export.export_serving_model(model, vocab, histories, bare)
+    with pytest.raises(FileNotFoundError, match="records no choices"):
+        export.read_choices(bare)
