@@ -2,9 +2,10 @@
 
 Run by ``python -m bench.retrieval_scale`` or through :func:`run`. The catalogue is 1M x 32-d
 clustered Gaussian embeddings (1000 clusters), the users 1000 queries drawn the same way,
-each with 10 random rated ("seen") movies. A real ``JointModel`` holding these embeddings is
-exported by ``trainer.export`` and wrapped by ``serving.retrieval.export_retrieval_model``,
-the Pusher's own code path, so the measured SavedModel is what would be served. Measured
+each with 10 random rated ("seen") movies. A stand-in for the trained model holding these
+embeddings (the trained towers embed histories, not arbitrary vectors) is wrapped by
+``serving.retrieval.export_retrieval_model``, the servable builder's own code path, so the
+measured SavedModel is what would be served. Measured
 against the exact top-k of ``serving.index``'s brute force:
 
 - (a) raw ScaNN: ``scann_ops_pybind`` with the index's settings and with the reference
@@ -39,9 +40,6 @@ from scann.scann_ops.py import scann_ops
 
 from serving import index, retrieval
 from trainer import export
-from trainer.config import TrainerConfig
-from trainer.data import Vocabularies
-from trainer.model import JointModel
 
 NUM_MOVIES = 1_000_000
 DIM = 32
@@ -244,8 +242,6 @@ def _bench_saved_models(tmp: Path, data: dict, truth: dict, seconds: dict):
     _timed(seconds, "trained SavedModel export", _export_trained, trained_dir, data)
     movie_ids, user_ids = data["movie_ids"], data["user_ids"]
     titles = np.array([f"Movie {i}" for i in range(NUM_MOVIES)], dtype=object)
-    seen_users = np.repeat(user_ids, SEEN_PER_USER)
-    seen_movies = movie_ids[data["seen"].ravel()]
     batches = [tf.constant(user_ids[lo : lo + BATCH]) for lo in range(0, NUM_USERS, BATCH)]
     singles = [tf.constant(user_ids[i : i + 1]) for i in range(NUM_USERS)]
     rows, op_stats = {}, {}
@@ -258,8 +254,8 @@ def _bench_saved_models(tmp: Path, data: dict, truth: dict, seconds: dict):
             trained_dir,
             movie_ids,
             titles,
-            seen_users,
-            seen_movies,
+            np.ones(NUM_MOVIES, np.int64),
+            SEEN_PER_USER,
             path,
             index_kind=kind,
             k=K,
@@ -287,21 +283,79 @@ def _bench_saved_models(tmp: Path, data: dict, truth: dict, seconds: dict):
     return rows, op_stats
 
 
-def _export_trained(path: str, data: dict) -> None:
-    """A JointModel whose towers hold the synthetic embeddings, exported by trainer.export."""
-    model = JointModel(
-        num_users=NUM_USERS,
-        num_movies=NUM_MOVIES,
-        movie_log_frequency=np.zeros(NUM_MOVIES + 1, np.float32),
-        global_mean=3.5,
-        config=TrainerConfig(embedding_dim=DIM),
+class _FixedTowers(tf.Module):
+    """A stand-in for the trained model with the interface ``serving.retrieval`` wraps
+    (``trainer.export.ServingModule``'s user_embedding, history_embedding, movie_embedding,
+    seen_movies and is_seen), holding the synthetic embeddings and seen movies as they are:
+    the trained towers compute user vectors from histories, which cannot hold arbitrary
+    synthetic queries."""
+
+    def __init__(self, data: dict):
+        super().__init__()
+        users, movies = list(data["user_ids"]), list(data["movie_ids"])
+        self.user_vectors = tf.Variable(np.asarray(data["users"], np.float32), trainable=False)
+        self.movie_vectors = tf.Variable(np.asarray(data["movies"], np.float32), trainable=False)
+        self.user_table = export.lookup_table(users)
+        self.movie_table = export.lookup_table(movies)
+        seen = np.asarray(data["movie_ids"])[data["seen"]]
+        pairs = [
+            f"{u}{export.SEPARATOR}{m}" for u, row in zip(users, seen, strict=True) for m in row
+        ]
+        self.pairs = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(pairs, tf.zeros(len(pairs), tf.int64)), -1
+        )
+        joined = [export.SEPARATOR.join(row) for row in seen]
+        self.histories = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(users, joined), ""
+        )
+
+    def _rows(self, table, vectors, ids):
+        idx = table.lookup(ids)
+        known = idx < tf.cast(tf.shape(vectors)[0], tf.int64)
+        safe = tf.where(known, idx, tf.zeros_like(idx))
+        return {"embedding": tf.gather(vectors, safe), "known": known}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def user_embedding(self, user_id):
+        return self._rows(self.user_table, self.user_vectors, user_id)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def movie_embedding(self, movie_id):
+        return self._rows(self.movie_table, self.movie_vectors, movie_id)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string)])
+    def history_embedding(self, movie_ids):
+        rows = self._rows(self.movie_table, self.movie_vectors, tf.reshape(movie_ids, [-1]))
+        dim = tf.shape(self.movie_vectors)[1]
+        vectors = tf.reshape(rows["embedding"], [tf.shape(movie_ids)[0], -1, dim])
+        known = tf.reduce_any(tf.reshape(rows["known"], tf.shape(movie_ids)), axis=1)
+        return {"embedding": tf.reduce_mean(vectors, axis=1), "known": known}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def seen_movies(self, user_id):
+        ragged = tf.strings.split(self.histories.lookup(user_id), sep=export.SEPARATOR)
+        return {"movie_ids": ragged.to_tensor(default_value=""), "count": ragged.row_lengths()}
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([None, None], tf.string)]
     )
-    oov = np.zeros((1, DIM), np.float32)
-    for tower, rows in ((model.user_tower, data["users"]), (model.movie_tower, data["movies"])):
-        tower(tf.constant([0], tf.int64))  # builds the embedding table
-        tower.layers[0].embeddings.assign(np.concatenate([rows, oov]))
-    vocab = Vocabularies(users=list(data["user_ids"]), movies=list(data["movie_ids"]))
-    export.export_serving_model(model, vocab, path)
+    def is_seen(self, user_id, movie_ids):
+        users = tf.broadcast_to(tf.expand_dims(user_id, 1), tf.shape(movie_ids))
+        pairs = tf.strings.join([users, movie_ids], separator=export.SEPARATOR)
+        return self.pairs.lookup(pairs) >= 0
+
+
+def _export_trained(path: str, data: dict) -> None:
+    """The stand-in trained model (:class:`_FixedTowers`) as a SavedModel."""
+    module = _FixedTowers(data)
+    tf.saved_model.save(
+        module,
+        path,
+        signatures={
+            "user_embedding": module.user_embedding.get_concrete_function(),
+            "movie_embedding": module.movie_embedding.get_concrete_function(),
+        },
+    )
 
 
 class _GraphSession:

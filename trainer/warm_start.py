@@ -5,11 +5,12 @@ latest blessed model; see ``PipelineConfig.warm_start_from``), after reading it 
 :func:`read_previous_model`. Transform recomputes the vocabularies every run, so an id's row
 index changes between runs: rows of the id-indexed tables (tower embeddings, biases) are
 matched by id string (:func:`carry_rows`), ids new to this run keep their fresh
-initialisation, and every other weight (the rating MLP) is copied when its shape matches.
+initialisation, and every other weight (the encoder's bias, the re-ranker) is copied when
+its shape matches.
 
 The previous model is read from its SavedModel's variables checkpoint, without loading its
 graph: the checkpoint's object graph names each variable by its attribute path inside the
-exported ``ServingModule`` (``model/user_tower/layer_with_weights-0/embeddings``), which is
+exported ``ServingModule`` (``model/user_factors/embeddings``), which is
 the path of the same variable inside a new JointModel under ``model/``.
 """
 
@@ -40,7 +41,7 @@ class PreviousModel:
       users: ``[num_users]`` its user vocabulary, in index order.
       movies: ``[num_movies]`` its movie vocabulary, in index order.
       weights: attribute path of each variable inside the JointModel (every alias, e.g.
-        ``user_tower/layer_with_weights-0/embeddings``) -> its value; id tables are
+        ``user_factors/embeddings``) -> its value; id tables are
         ``[vocabulary size + NUM_OOV_BUCKETS, width]``.
     """
 
