@@ -89,13 +89,17 @@ def create_components(config: PipelineConfig) -> list:
         # The re-ranker is trained on as many candidates as the retrieval model serves.
         custom_config=dataclasses.replace(config.trainer, candidates=config.retrieval_k).to_dict(),
     )
-    servables = MovieRecServables(
-        model=trainer.outputs["model"],
-        examples=example_gen.outputs["examples"],
-        catalogue=example_gen.outputs["catalogue"],
-        index_kind=config.index_kind,
-        retrieval_k=config.retrieval_k,
-    )
+
+    def servables_of(model):
+        return MovieRecServables(
+            model=model,
+            examples=example_gen.outputs["examples"],
+            catalogue=example_gen.outputs["catalogue"],
+            index_kind=config.index_kind,
+            retrieval_k=config.retrieval_k,
+        )
+
+    servables = servables_of(trainer.outputs["model"])
     evaluator = MovieRecEvaluator(
         examples=example_gen.outputs["examples"],
         catalogue=example_gen.outputs["catalogue"],
@@ -124,13 +128,7 @@ def create_components(config: PipelineConfig) -> list:
             ).to_dict(),
         ).with_id(REFIT_TRAINER)
         refit_trainer.add_upstream_node(evaluator)
-        pushed = MovieRecServables(
-            model=refit_trainer.outputs["model"],
-            examples=example_gen.outputs["examples"],
-            catalogue=example_gen.outputs["catalogue"],
-            index_kind=config.index_kind,
-            retrieval_k=config.retrieval_k,
-        ).with_id(REFIT_SERVABLES)
+        pushed = servables_of(refit_trainer.outputs["model"]).with_id(REFIT_SERVABLES)
         components += [refit_trainer, pushed]
     pusher = MovieRecPusher(
         servables=pushed.outputs["servables"],
