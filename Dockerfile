@@ -23,7 +23,10 @@ WORKDIR /movierec
 COPY pyproject.toml README.md ./
 COPY pipeline pipeline
 COPY components components
+COPY data data
+COPY evaluation evaluation
 COPY trainer trainer
+COPY publish publish
 COPY serving serving
 RUN pip install ".[kubeflow]"
 

@@ -7,10 +7,13 @@ Usage: python -m bench [pipeline] [trainer] [evaluation] [ingest] [serving] [ret
 Figures are printed (medians over repeats, ratios within one run); nothing is asserted.
 """
 
+import os
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"  # TFRS needs Keras 2: set before TensorFlow loads
+
 import argparse
 import dataclasses
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -22,22 +25,24 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from bench import quality, refit, retrain, retrieval_scale, runner_modes, serving
 from bench.evaluation import bench_evaluation
 from bench.ingest import bench_ingest
 from bench.tutorial import train_tutorial
-from components import data_home, metrics, movielens, splits
+from data import data_home, records, splits
+from evaluation import metrics
 from trainer import data, features, run, selection
 from trainer.config import TrainerConfig
 from trainer.run import train
 
+_SPLIT = splits.SplitConfig()  # ExampleGen's default split
 
-def load_ml100k(seed: int = 42, eval_fraction: float = 0.2):
+
+def load_ml100k(seed: int = _SPLIT.seed, eval_fraction: float = _SPLIT.eval_fraction):
     """MovieLens 100k split as ExampleGen splits it, as vocabulary-index columns."""
     data_dir = data_home.ensure_ml100k(data_home.resolve_data_home(os.environ))
-    ratings = list(movielens.iter_ratings(data_dir / "u.data"))
-    ratings = [r for r in ratings if not isinstance(r, movielens.Reject)]
+    ratings = list(records.iter_ratings(data_dir / "u.data"))
+    ratings = [r for r in ratings if not isinstance(r, records.Reject)]
     is_eval = np.array(
         [
             splits.split_of(r.user_id, r.movie_id, seed, eval_fraction) == features.EVAL_SPLIT

@@ -4,8 +4,11 @@ Run by ``python -m bench evaluation``; each measurement runs in a child process 
 memory (VmHWM) is its own. Prints wall times and peak memory.
 """
 
-import json
 import os
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"  # TFRS needs Keras 2: set before TensorFlow loads
+
+import json
 import subprocess
 import sys
 import time
@@ -16,7 +19,7 @@ _CHILD = "bench.evaluation"
 
 
 def _synthetic(num_users, num_movies, train_per_user, eval_per_user, dim, seed=0):
-    from components import metrics
+    from evaluation import metrics
 
     rng = np.random.default_rng(seed)
     pop = 1.0 / np.arange(1, num_movies + 1) ** 0.8  # power-law popularity
@@ -33,7 +36,7 @@ def _synthetic(num_users, num_movies, train_per_user, eval_per_user, dim, seed=0
 
 
 def _run_scale(num_users, num_movies):
-    from components import baselines, metrics
+    from evaluation import baselines, metrics
 
     seen, train_movies, eval_users, eval_movies, ue, me = _synthetic(
         num_users, num_movies, 20, 2, 32
@@ -64,14 +67,13 @@ def _run_scale(num_users, num_movies):
 
 
 def _run_ml100k():
-    from components import baselines, data_home, evaluation_data, metrics, movielens, splits
+    from data import data_home, records, splits
+    from evaluation import baselines, evaluation_data, metrics
     from trainer import features
 
     data_dir = data_home.ensure_ml100k(data_home.resolve_data_home(os.environ))
     start = time.perf_counter()
-    rows = [
-        r for r in movielens.iter_ratings(data_dir / "u.data") if isinstance(r, movielens.Rating)
-    ]
+    rows = [r for r in records.iter_ratings(data_dir / "u.data") if isinstance(r, records.Rating)]
     split = [splits.split_of(r.user_id, r.movie_id, 42, 0.2) for r in rows]
 
     def cols(name):
@@ -82,7 +84,7 @@ def _run_ml100k():
             features.RATING: np.array([r.rating for r in part]),
         }
 
-    movies = movielens.read_movies(data_dir / "u.item")
+    movies = records.read_movies(data_dir / "u.item")
     data = evaluation_data.EvaluationData.from_columns(
         cols(features.TRAIN_SPLIT), cols(features.EVAL_SPLIT), np.array(list(movies), dtype=object)
     )

@@ -6,8 +6,11 @@ measurement runs in a child process, so its peak memory (VmHWM: Beam's in-memory
 DirectRunner runs inside that process) is its own. Prints rows/s, wall time and peak memory.
 """
 
-import json
 import os
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"  # TFRS needs Keras 2: set before TensorFlow loads
+
+import json
 import subprocess
 import sys
 import tempfile
@@ -25,9 +28,8 @@ def _peak_rss_gb() -> float:
 
 
 def _child(kind: str, num_ratings: int) -> dict:
-    import trainer  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
-    from components import data_home, example_gen, splits
-    from components.sources import DatasetSpec, make_source
+    from data import data_home, examples, splits
+    from data.sources import DatasetSpec, make_source
 
     if kind == "ml-100k":
         path = data_home.ensure_ml100k(data_home.resolve_data_home(os.environ))
@@ -42,7 +44,7 @@ def _child(kind: str, num_ratings: int) -> dict:
         )
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        stats = example_gen.write_examples(
+        stats = examples.write_examples(
             make_source(spec), f"{out}/examples", f"{out}/catalogue", split=splits.SplitConfig()
         )
         seconds = time.perf_counter() - start

@@ -17,10 +17,12 @@ from collections import Counter
 
 import numpy as np
 
-from components import data_home, evaluation_data, examples_io, movielens, servables, splits
-from components.evaluator import evaluate
-from components.sources.synthetic import SyntheticSource
+from data import data_home, examples_io, records, splits
+from data.sources.synthetic import SyntheticSource
+from evaluation import evaluation_data
+from evaluation.evaluate import evaluate
 from pipeline.config import DEFAULT_THRESHOLDS
+from publish import servables
 from trainer import data, export, features
 from trainer.config import TrainerConfig
 from trainer.run import train
@@ -30,7 +32,7 @@ SEEDS = (42, 7, 123)
 
 def _ml100k():
     path = data_home.ensure_ml100k(data_home.resolve_data_home(os.environ)) / "u.data"
-    rows = [r for r in movielens.iter_ratings(path) if isinstance(r, movielens.Rating)]
+    rows = [r for r in records.iter_ratings(path) if isinstance(r, records.Rating)]
     return [(r.user_id, r.movie_id, r.rating) for r in rows], None
 
 
@@ -41,7 +43,7 @@ def _synthetic(**kwargs):
         latest = {}
         for shard in source.rating_shards():
             for r in source.read_ratings(shard, movies, None):
-                if isinstance(r, movielens.Rating):
+                if isinstance(r, records.Rating):
                     latest[(r.user_id, r.movie_id)] = r.rating
         return [(u, m, x) for (u, m), x in latest.items()], list(movies)
 

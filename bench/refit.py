@@ -21,9 +21,9 @@ import tempfile
 import numpy as np
 
 from bench.quality import SHAPES, _columns, _vocabulary, _write_examples
-from components import pusher, servables, splits
-from serving import index as index_lib
-from serving import names, recommender
+from data import splits
+from publish import servables
+from serving import loading, names, recommender
 from trainer import export, features, run
 from trainer.config import TrainerConfig
 
@@ -35,13 +35,13 @@ _FUTURE_SEED = 1000
 def _served(workdir: str, trained: str, examples: str, catalogue: str) -> recommender.Recommender:
     out = os.path.join(workdir, "servables")
     servables.build_servables(trained, examples, catalogue, out)
-    pushed = pusher.push_servables(
+    pushed = servables.push_servables(
         out, os.path.join(workdir, "staging"), os.path.join(workdir, "serving")
     )
     import tensorflow as tf
 
     return recommender.Recommender.from_saved_models(
-        index_lib.load_saved_model(pushed[names.RETRIEVAL]["path"]),
+        loading.load_saved_model(pushed[names.RETRIEVAL]["path"]),
         tf.saved_model.load(pushed[names.RANKING]["path"]),
     )
 

@@ -17,10 +17,13 @@ Two measurements, on a window of ``WINDOW`` spans:
 Figures are printed; nothing is asserted.
 """
 
+import os
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"  # TFRS needs Keras 2: set before TensorFlow loads
+
 import argparse
 import csv
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -31,8 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from components import data_home, movielens, splits
+from data import data_home, records, splits
 from trainer import data, export, features, warm_start
 from trainer.config import TrainerConfig
 from trainer.run import train
@@ -43,18 +45,16 @@ MAX_EPOCHS = 100
 _ENV = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
-def write_spans(root: Path, num_spans: int = NUM_SPANS) -> list[list[movielens.Rating]]:
+def write_spans(root: Path, num_spans: int = NUM_SPANS) -> list[list[records.Rating]]:
     """Writes ml-100k as ``span-1`` .. ``span-<num_spans>`` of equal size, oldest first.
 
     Every span holds the whole catalogue in its movies.csv, as a real drop of the "latest"
     layout does. Returns the ratings of each span.
     """
     ml100k = data_home.ensure_ml100k(data_home.resolve_data_home(os.environ))
-    ratings = [
-        r for r in movielens.iter_ratings(ml100k / "u.data") if isinstance(r, movielens.Rating)
-    ]
+    ratings = [r for r in records.iter_ratings(ml100k / "u.data") if isinstance(r, records.Rating)]
     ratings.sort(key=lambda r: (r.timestamp, int(r.user_id), int(r.movie_id)))
-    movies = movielens.read_movies(ml100k / "u.item")
+    movies = records.read_movies(ml100k / "u.item")
     bounds = np.linspace(0, len(ratings), num_spans + 1).astype(int)
     spans = [ratings[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
     for i, rows in enumerate(spans, 1):
@@ -157,7 +157,12 @@ def bench_pipeline(tmp: Path, out) -> None:
     )
 
 
-def window_columns(rows: list[movielens.Rating], seed: int = 42, eval_fraction: float = 0.2):
+_SPLIT = splits.SplitConfig()  # ExampleGen's default split
+
+
+def window_columns(
+    rows: list[records.Rating], seed: int = _SPLIT.seed, eval_fraction: float = _SPLIT.eval_fraction
+):
     """The window's ratings split and indexed as ExampleGen and Transform do (random split,
     vocabularies of the train split by frequency, unknown ids -> the OOV row)."""
     is_eval = [
@@ -187,7 +192,7 @@ def _first_check_reaching(curve: list, target: float) -> int | None:
     return next((epochs for epochs, value in curve if value >= target), None)
 
 
-def bench_epochs(spans: list[list[movielens.Rating]], tmp: Path, out) -> None:
+def bench_epochs(spans: list[list[records.Rating]], tmp: Path, out) -> None:
     """Validation NDCG@100 of the retrieval model by epochs, cold and warm-started, on the
     last window (the Trainer's own validation cut; ``training.json`` reports the same)."""
     config = TrainerConfig(epochs=MAX_EPOCHS, validate_every=10)

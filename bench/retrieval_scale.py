@@ -4,13 +4,13 @@ Run by ``python -m bench.retrieval_scale`` or through :func:`run`. The catalogue
 clustered Gaussian embeddings (1000 clusters), the users 1000 queries drawn the same way,
 each with 10 random rated ("seen") movies. A stand-in for the trained model holding these
 embeddings (the trained towers embed histories, not arbitrary vectors) is wrapped by
-``serving.retrieval.export_retrieval_model``, the servable builder's own code path, so the
+``publish.retrieval.export_retrieval_model``, the servable builder's own code path, so the
 measured SavedModel is what would be served. Measured
-against the exact top-k of ``serving.index``'s brute force:
+against the exact top-k of ``publish.index``'s brute force:
 
 - (a) raw ScaNN: ``scann_ops_pybind`` with the index's settings and with the reference
   settings, and the ``scann_ops`` TF ops on the index's own searcher, called eagerly;
-- (b) the ``serving.index`` ScaNN layer (a TFRS ``ScaNN``) called eagerly;
+- (b) the ``publish.index`` ScaNN layer (a TFRS ``ScaNN``) called eagerly;
 - (c) the loaded retrieval SavedModel: ``signatures["serving_default"]`` from Python (what
   ``serving.client`` does) and a graph ``Session`` over the same signature (the C++ executor
   TF Serving runs), with the per-op time of single-user queries and the per-call cost of
@@ -20,6 +20,10 @@ Latencies are medians: single = one query per call, batched = one call of 256 qu
 divided by 256. Figures are printed, nothing is asserted. Takes 2-4 minutes on 2 cores,
 about 3 GB of memory and 1 GB of temporary disk.
 """
+
+import os
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"  # TFRS needs Keras 2: set before TensorFlow loads
 
 import statistics
 import sys
@@ -31,14 +35,12 @@ from typing import TextIO
 
 import numpy as np
 
-import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-
 # isort: split
 import scann
 import tensorflow as tf
 from scann.scann_ops.py import scann_ops
 
-from serving import index, retrieval
+from publish import index, retrieval
 from trainer import export
 
 NUM_MOVIES = 1_000_000
@@ -69,7 +71,7 @@ def run(out: TextIO = sys.stdout) -> dict:
     rows = _bench_brute_force(data)
     topk = _timed(
         seconds,
-        "serving.index ScaNN index (build + search calibration)",
+        "publish.index ScaNN index (build + search calibration)",
         index.build_index,
         index.SCANN,
         data["movie_ids"],
@@ -129,7 +131,7 @@ def _bench_brute_force(data: dict) -> dict:
         "numpy brute force (argpartition of 1M dot products)": _row(
             lambda i: np.argpartition(-(movies @ users[i]), K)[:K], None, 1.0, repeats=(20, 0)
         ),
-        "brute force layer (serving.index), eager": _row(
+        "brute force layer (publish.index), eager": _row(
             lambda i: brute(queries[i : i + 1]),
             lambda: brute(queries[:BATCH]),
             1.0,
@@ -195,7 +197,7 @@ def _bench_scann_layer(data: dict, topk, truth: dict) -> dict:
             lambda: search(queries[:BATCH]),
             _recall(search(queries).numpy()[:, :K], truth["all"]),
         ),
-        "(b) serving.index ScaNN layer (TFRS ScaNN), eager": _row(
+        "(b) publish.index ScaNN layer (TFRS ScaNN), eager": _row(
             lambda i: topk(queries[i : i + 1]),
             lambda: topk(queries[:BATCH]),
             _recall(_rows(topk(queries)[1])[:, :K], truth["all"]),
@@ -249,7 +251,7 @@ def _bench_saved_models(tmp: Path, data: dict, truth: dict, seconds: dict):
         path = str(tmp / name)
         _timed(
             seconds,
-            f"{name} SavedModel export (serving.retrieval)",
+            f"{name} SavedModel export (publish.retrieval)",
             retrieval.export_retrieval_model,
             trained_dir,
             movie_ids,
@@ -284,7 +286,7 @@ def _bench_saved_models(tmp: Path, data: dict, truth: dict, seconds: dict):
 
 
 class _FixedTowers(tf.Module):
-    """A stand-in for the trained model with the interface ``serving.retrieval`` wraps
+    """A stand-in for the trained model with the interface ``publish.retrieval`` wraps
     (``trainer.export.ServingModule``'s user_embedding, history_embedding, movie_embedding,
     seen_movies and is_seen), holding the synthetic embeddings and seen movies as they are:
     the trained towers compute user vectors from histories, which cannot hold arbitrary
@@ -452,7 +454,7 @@ def _report(out, rows, seconds, chosen, overheads, op_stats) -> None:
         f"\nRetrieval at scale: {NUM_MOVIES:,} movies x {DIM}-d ({NUM_CLUSTERS} Gaussian "
         f"clusters), {NUM_USERS} users, top {NUM_RETRIEVED} retrieved, recall@{K} vs brute force"
     )
-    p(f"  serving.index chose {_describe(chosen)} for this catalogue")
+    p(f"  publish.index chose {_describe(chosen)} for this catalogue")
     p(f"  {'method':<76}{'single ms':>10}{'batch ms/q':>12}{'recall@10':>11}")
     for name, r in rows.items():
         batched = f"{r['batched_ms']:.3f}" if r["batched_ms"] is not None else "-"

@@ -6,9 +6,12 @@ Each run is a fresh child process running ``pipeline.local_runner.run`` on Movie
 outputs or warm caches. Figures are printed (medians over repeats); nothing is asserted.
 """
 
+import os
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"  # TFRS needs Keras 2: set before TensorFlow loads
+
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -40,8 +43,8 @@ def _component_seconds(metadata_path: str) -> dict[str, float]:
 
 def run_child(mode: str, workdir: Path) -> None:
     """Runs the pipeline once with ``mode``'s Beam args; writes seconds to ``workdir``."""
-    from components import data_home
-    from components.sources import DatasetSpec
+    from data import data_home
+    from data.sources import DatasetSpec
     from pipeline import launch, local_runner
     from pipeline.config import PipelineConfig
 

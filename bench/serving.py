@@ -11,9 +11,12 @@ is installed. Server and load generator share the machine's cores, as in the tar
 Figures are printed; nothing is asserted.
 """
 
+import os
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"  # TFRS needs Keras 2: set before TensorFlow loads
+
 import http.client
 import json
-import os
 import random
 import re
 import shutil
@@ -27,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from components import data_home, movielens, splits
-from serving import push, retrieval
+from data import data_home, records, splits
+from publish import push, retrieval
+from serving import names
 from trainer import data, export, features
 from trainer.config import TrainerConfig
 from trainer.run import train
@@ -49,8 +52,8 @@ def build_ml100k_serving_dir(serving_dir: Path, retrieval_k: int = 100) -> dict[
     data_dir = data_home.ensure_ml100k(data_home.resolve_data_home(os.environ))
     train_rows = [
         r
-        for r in movielens.iter_ratings(data_dir / "u.data")
-        if not isinstance(r, movielens.Reject)
+        for r in records.iter_ratings(data_dir / "u.data")
+        if not isinstance(r, records.Reject)
         and splits.split_of(r.user_id, r.movie_id, 42, 0.2) == features.TRAIN_SPLIT
     ]
     users = [u for u, _ in Counter(r.user_id for r in train_rows).most_common()]
@@ -62,15 +65,18 @@ def build_ml100k_serving_dir(serving_dir: Path, retrieval_k: int = 100) -> dict[
         features.RATING: np.array([r.rating for r in train_rows], np.float32),
     }
     model, _ = train(columns, data.Vocabularies(users, movies), TrainerConfig())
-    catalogue = movielens.read_movies(data_dir / "u.item")
+    catalogue = records.read_movies(data_dir / "u.item")
     with tempfile.TemporaryDirectory(prefix="bench-staging-") as tmp:
         staging = Path(tmp)
         export.export_serving_model(
-            model, data.Vocabularies(users, movies), str(staging / push.RANKING)
+            model, data.Vocabularies(users, movies), str(staging / names.RANKING)
         )
-        for name, kind in ((push.RETRIEVAL, "scann"), (push.RETRIEVAL_BRUTE_FORCE, "brute_force")):
+        for name, kind in (
+            (names.RETRIEVAL, "scann"),
+            (names.RETRIEVAL_BRUTE_FORCE, "brute_force"),
+        ):
             retrieval.export_retrieval_model(
-                str(staging / push.RANKING),
+                str(staging / names.RANKING),
                 np.array(list(catalogue), dtype=object),
                 np.array([m.title for m in catalogue.values()], dtype=object),
                 np.array([r.user_id for r in train_rows]),
@@ -79,9 +85,9 @@ def build_ml100k_serving_dir(serving_dir: Path, retrieval_k: int = 100) -> dict[
                 index_kind=kind,
                 k=retrieval_k,
             )
-        for name in push.MODEL_NAMES:
+        for name in names.MODEL_NAMES:
             push.push_atomically(staging / name, serving_dir / name)
-    push.write_models_config(serving_dir, {n: serving_dir / n for n in push.MODEL_NAMES})
+    push.write_models_config(serving_dir, {n: serving_dir / n for n in names.MODEL_NAMES})
     return {"users": users, "movies": movies}
 
 
@@ -293,8 +299,8 @@ def _ids_of(serving_dir: Path) -> dict[str, list[str]]:
     """The trained vocabularies of the newest pushed ranking model."""
     import tensorflow as tf
 
-    version = push.list_versions(serving_dir / push.RANKING)[-1]
-    model = tf.saved_model.load(str(serving_dir / push.RANKING / str(version)))
+    version = push.list_versions(serving_dir / names.RANKING)[-1]
+    model = tf.saved_model.load(str(serving_dir / names.RANKING / str(version)))
     return {
         "users": [u.decode() for u in model.user_ids.numpy()],
         "movies": [m.decode() for m in model.movie_ids.numpy()],

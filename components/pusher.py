@@ -1,7 +1,7 @@
 """Pusher component: the blessed servables into a TensorFlow Serving directory, atomically.
 
 The pipeline wires ``MovieRecPusher`` after the Evaluator. For a blessed model it copies the
-servable SavedModels the Evaluator measured (``components.servables``: ScaNN retrieval,
+servable SavedModels the Evaluator measured (``publish.servables``: ScaNN retrieval,
 brute-force retrieval, ranking) into the artifact's own directory, swapping only their
 seen-data assets for those of every ingested rating, then pushes them as new integer versions
 under ``<serving_dir>/{retrieval,retrieval_brute_force,ranking}/`` and rewrites
@@ -11,39 +11,17 @@ untouched, so the last good model keeps serving.
 
 import json
 import os
-from pathlib import Path
 
 import tensorflow as tf
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import Model, ModelBlessing, PushedModel
 
-from components import servables as servables_lib
 from components.evaluator import BLESSED_PROPERTY
-from serving import names, push
+from publish.servables import push_servables
+from serving import names
 
 PUSH_FILE = "push.json"
-
-
-def push_servables(servables_dir: str, staging_dir: str, serving_dir: str) -> dict:
-    """Stages the servables with the shipped seen data and pushes them into ``serving_dir``.
-
-    Returns:
-      ``{name: {"version", "path"}}`` for every model of ``serving.names.MODEL_NAMES``, and
-      ``"models_config": path``.
-    """
-    staging = Path(staging_dir)
-    for name in names.MODEL_NAMES:
-        servables_lib.stage_for_push(servables_dir, name, str(staging / name))
-    serving = Path(serving_dir)
-    result = {}
-    for name in names.MODEL_NAMES:
-        version, path = push.push_atomically(staging / name, serving / name)
-        result[name] = {"version": version, "path": str(path)}
-    result["models_config"] = str(
-        push.write_models_config(serving, {n: serving / n for n in names.MODEL_NAMES})
-    )
-    return result
 
 
 @component

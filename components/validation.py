@@ -1,101 +1,34 @@
 """DataValidationGate: stops the run before training when the data is not fit to train on.
 
-``pipeline.pipeline`` runs it after ExampleValidator and makes Transform wait for it. Two
-checks, each failing with a message a person can act on:
-
-* schema anomalies ExampleValidator found in any split (the curated schema in
-  ``pipeline/schema/schema.pbtxt`` against StatisticsGen's statistics);
-* too many rejected rating rows: ExampleGen quarantines bad rows (``rejects.csv``), which is
-  right for a few stray lines and wrong when, say, a third of a file no longer parses.
-
-:func:`check_examples` and :func:`describe_anomalies` are plain functions the tests call.
+``pipeline.pipeline`` runs it after ExampleValidator and makes Transform wait for it. The
+checks are ``data.validation``'s: schema anomalies in any split, and too many rejected rating
+rows.
 """
 
 import json
 import os
 
-import tensorflow as tf
-from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx.dsl.component.experimental.annotations import InputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils
 from tfx.types.standard_artifacts import ExampleAnomalies, Examples
 
-from components import ingest, movielens
-
-ANOMALIES_FILE = "SchemaDiff.pb"
-DEFAULT_MAX_REJECT_FRACTION = 0.05
-
-
-class DataValidationError(ValueError):
-    """The examples failed validation; the message lists every problem found."""
-
-
-def describe_anomalies(anomalies_uri: str, split_names: list[str]) -> list[str]:
-    """One line per anomaly ExampleValidator recorded, e.g.
-    ``"split train: feature 'rating': Unexpected string values: ..."``; [] when clean."""
-    lines = []
-    for split in split_names:
-        path = os.path.join(anomalies_uri, f"Split-{split}", ANOMALIES_FILE)
-        if not tf.io.gfile.exists(path):
-            continue
-        with tf.io.gfile.GFile(path, "rb") as f:
-            anomalies = anomalies_pb2.Anomalies.FromString(f.read())
-        for feature, info in sorted(anomalies.anomaly_info.items()):
-            lines.append(f"split {split}: feature '{feature}': {_describe(info)}")
-        if anomalies.HasField("dataset_anomaly_info"):
-            lines.append(f"split {split}: dataset: {_describe(anomalies.dataset_anomaly_info)}")
-    return lines
-
-
-def _describe(info: anomalies_pb2.AnomalyInfo) -> str:
-    if info.short_description and info.description:
-        return f"{info.short_description}: {info.description}"
-    return info.short_description or info.description
-
-
-def check_examples(properties: dict[str, int], max_reject_fraction: float) -> list[str]:
-    """The reject-rate problem of one ExampleGen output, if any.
-
-    Args:
-      properties: ExampleGen's integer custom properties (``num_rows``, ``num_train``,
-        ``num_eval``, ``num_below_implicit_threshold``, ``num_rejects_<reason>``).
-      max_reject_fraction: the largest tolerated share of rating rows rejected for being
-        malformed or invalid. Duplicates do not count: keeping the latest is routine.
-
-    Returns:
-      ``[]``, or one line naming the share and each reason's count.
-    """
-    rows = properties.get("num_rows", 0)
-    kept = sum(properties.get(k, 0) for k in ("num_train", "num_eval"))
-    kept += properties.get("num_below_implicit_threshold", 0)
-    duplicates = properties.get(f"num_rejects_{movielens.DUPLICATE}", 0)
-    bad = rows - kept - duplicates
-    if rows == 0 or bad / rows <= max_reject_fraction:
-        return []
-    reasons = ", ".join(
-        f"{reason} {properties[f'num_rejects_{reason}']:,}"
-        for reason in movielens.REJECT_REASONS
-        if reason != movielens.DUPLICATE and properties.get(f"num_rejects_{reason}", 0)
-    )
-    return [
-        f"{bad:,} of {rows:,} rating rows ({bad / rows:.1%}) were rejected, more than "
-        f"max_reject_fraction {max_reject_fraction:.1%}: {reasons}"
-    ]
+from data import ingest
+from data.validation import DataValidationError, check_examples, describe_anomalies
 
 
 @component
 def DataValidationGate(
     examples: InputArtifact[Examples],
     anomalies: InputArtifact[ExampleAnomalies],
-    max_reject_fraction: Parameter[float] = DEFAULT_MAX_REJECT_FRACTION,
+    max_reject_fraction: Parameter[float],
 ):
     """Fails the run, naming every problem, when the examples are not fit to train on.
 
     Args:
       examples: ExampleGen's rating examples (their custom properties count the rows).
       anomalies: ExampleValidator's output for the same examples.
-      max_reject_fraction: see :func:`check_examples`.
+      max_reject_fraction: see ``data.validation.check_examples``.
 
     Raises:
       DataValidationError: listing the anomalies and the reject rate; the rejected rows are

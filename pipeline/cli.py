@@ -1,28 +1,31 @@
 """The ``movierec`` command line: ``run`` the pipeline, ``recommend`` from pushed models;
-``retrain`` (``pipeline.retrain``) and ``compile`` (``pipeline.kubeflow_v2_runner``) are
+``retrain`` (``pipeline.retrain``) and ``compile`` (``pipeline.compile_command``) are
 added from their modules.
 
 Environment and flags are parsed here, once, into typed configs; everything below takes
-plain arguments. ``movierec run`` runs the pipeline in a child process whose output goes to
-a log file (``pipeline.launch``), and prints one line per component as it finishes.
+plain arguments. ``run``, ``retrain`` and ``compile`` share their pipeline flags and build
+their one ``PipelineConfig`` with ``pipeline.flags``. ``movierec run`` runs the pipeline in
+a child process whose output goes to a log file (``pipeline.launch``), and prints one line
+per component as it finishes.
 """
+
+import os
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"  # TFRS needs Keras 2: set before TensorFlow loads
 
 import argparse
 import dataclasses
 import json
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from components import data_home
-from components.sources import DATASET_NAMES, DatasetSpec, dataset_spec
-from pipeline import kubeflow_v2_runner, launch, retrain
-from pipeline.config import config_to_dict
+from data import data_home
+from data.sources import DATASET_NAMES, DatasetSpec, dataset_spec
+from pipeline import compile_command, flags, launch, retrain
+from publish import embeddings
 from serving import commands as serving_commands
-from serving import embeddings
+from serving import names
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +39,7 @@ class Environment:
     def from_env(cls, env) -> "Environment":
         return cls(
             data_home=data_home.resolve_data_home(env),
-            workdir=Path(env.get("MOVIEREC_WORKDIR", "movierec_work")).resolve(),
+            workdir=serving_commands.workdir_from(env),
         )
 
 
@@ -92,47 +95,30 @@ def _describe(dataset: DatasetSpec) -> str:
 
 def cmd_run(args, env: Environment, out=sys.stdout) -> int:
     try:
-        trainer_config = launch.trainer_config(args)
-    except ValueError as e:  # json.JSONDecodeError is a ValueError too
-        print(f"movierec: invalid option: {e}", file=sys.stderr)
-        return 2
-    try:
+        flags.config_fields(args)  # a bad flag fails before the dataset is fetched
         dataset = dataset_from_args(args, env)
+        config = flags.config_from_flags(
+            args, dataset=dataset, **launch.local_locations(env.workdir)
+        )
     except data_home.DatasetUnavailableError as e:
         print(f"movierec: {e}", file=sys.stderr)
         return 2
-    except ValueError as e:
+    except ValueError as e:  # json.JSONDecodeError is a ValueError too
         print(f"movierec: invalid option: {e}", file=sys.stderr)
         return 2
     workdir = env.workdir
-    run_id = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = workdir / "runs" / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config = launch.pipeline_config(args, workdir, dataset, trainer_config)
+    run_dir = launch.new_run_dir(workdir)
     log_path = run_dir / "pipeline.log"
     print(f"movierec: training on {_describe(dataset)} (log: {log_path})", file=out, flush=True)
     outcome = launch.run_child(config, workdir, run_dir, out)
     if outcome is None:
         return 1
-    results, durations, total = outcome
+    results = outcome[0]
     launch.print_results(results, out)
-    summary = {
-        "run_id": run_id,
-        "dataset": json.loads(dataset.to_json()),
-        "config": config_to_dict(config),
-        "seconds_total": total,
-        "seconds_per_component": durations,
-        "evaluation": results.get("evaluation"),
-        "blessed": bool(results.get("evaluation", {}).get("blessed")),
-        "push": results.get("push"),
-        "report": results.get("report"),
-        "log": str(log_path),
-    }
+    extra = {}
     if results.get("push", {}).get("pushed") or (workdir / "serving").exists():
-        summary["demo"] = _demo(workdir / "serving", args.user, log_path, out)
-    summary_path = run_dir / "summary.json"
-    summary_path.write_text(json.dumps(summary, indent=2))
-    print(f"\nRun summary: {summary_path}", file=out)
+        extra["demo"] = _demo(workdir / "serving", args.user, log_path, out)
+    launch.write_summary(run_dir, config, outcome, out, **extra)
     return 0
 
 
@@ -206,16 +192,17 @@ def cmd_recommend(args, env: Environment, out=sys.stdout) -> int:
 
 
 def cmd_export_tflite(args, env: Environment, out=sys.stdout) -> int:
-    from serving import push, tflite
+    from publish import push, tflite
 
     serving_dir = Path(args.serving_dir) if args.serving_dir else env.workdir / "serving"
-    versions = push.list_versions(serving_dir / push.RANKING)
+    versions = push.list_versions(serving_dir / names.RANKING)
     if not versions:
         print(
-            f"movierec: no pushed ranking model under {serving_dir / push.RANKING}", file=sys.stderr
+            f"movierec: no pushed ranking model under {serving_dir / names.RANKING}",
+            file=sys.stderr,
         )
         return 2
-    source = serving_dir / push.RANKING / str(versions[-1])
+    source = serving_dir / names.RANKING / str(versions[-1])
     target = (
         Path(args.out) if args.out else serving_dir / "tflite" / f"ranking-{versions[-1]}.tflite"
     )
@@ -241,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train, evaluate and push through the TFX pipeline")
     run.add_argument("--user", default="42", help="user shown in the closing demo")
-    launch.add_training_options(run)
+    flags.add_config_flags(run)
     data = run.add_argument_group("dataset")
     data.add_argument("--dataset", choices=DATASET_NAMES, default="ml-100k")
     data.add_argument("--path", help="table: the ratings file (CSV or Parquet)")
@@ -260,12 +247,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for flag in ("users", "movies", "ratings"):
         data.add_argument(f"--synthetic-{flag}", type=int, dest=f"synthetic_num_{flag}")
-    data.add_argument(
-        "--max-reject-fraction",
-        type=float,
-        default=0.05,
-        help="stop before training when more rating rows than this are rejected",
-    )
     retrain.add_retrain_command(sub)
     rec = sub.add_parser("recommend", help="top-k movies for a user from the pushed models")
     rec.add_argument("--user", required=True)
@@ -275,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     tfl = sub.add_parser("export-tflite", help="convert the newest ranking model to TFLite")
     tfl.add_argument("--serving-dir", help="default: $MOVIEREC_WORKDIR/serving")
     tfl.add_argument("--out", help="default: <serving dir>/tflite/ranking-<version>.tflite")
-    kubeflow_v2_runner.add_compile_command(sub)
+    compile_command.add_compile_command(sub)
     serving_commands.add_serve_command(sub)
     embeddings.add_export_embeddings_command(sub)
     return parser
@@ -289,8 +270,8 @@ def main(argv=None) -> int:
         "retrain": retrain.cmd_retrain,
         "recommend": cmd_recommend,
         "export-tflite": cmd_export_tflite,
-        "compile": kubeflow_v2_runner.cmd_compile,
-        "serve": serving_commands.cmd_serve,
+        "compile": compile_command.cmd_compile,
+        "serve": lambda args, env: serving_commands.cmd_serve(args, env.workdir),
         "export-embeddings": embeddings.cmd_export_embeddings,
     }
     return commands[args.command](args, env)

@@ -1,29 +1,24 @@
 """Compiles the pipeline for Vertex AI Pipelines: KubeflowV2DagRunner, Dataflow, gs:// paths.
 
-``movierec compile --target vertex`` calls :func:`cmd_compile` (the CLI adds the command
-with :func:`add_compile_command`). The pipeline is the same ``create_pipeline`` the local
-runner uses; only paths (gs://), the Beam args (Dataflow) and the runner differ, plus an
-optional :class:`VertexTraining` that runs the Trainer as a Vertex AI Training job. Every
-step runs in the image built from the repository's Dockerfile. Compiling needs the
-``kubeflow`` extra (kfp-pipeline-spec); TFX is imported only when compiling, so the CLI
-stays quick to start.
+A config in (:class:`VertexTarget`, built from ``movierec compile``'s flags by
+``pipeline.compile_command``), a pipeline out (``create_pipeline``, the same the local runner
+uses), compiled by :func:`compile_pipeline`; :func:`create_schedule` runs the compiled spec
+on a cron schedule. Only paths (gs://), the Beam args (Dataflow) and the runner differ from
+a local run, plus an optional :class:`VertexTraining` that runs the Trainer as a Vertex AI
+Training job. Every step runs in the image built from the repository's Dockerfile.
+Compiling needs the ``kubeflow`` extra (kfp-pipeline-spec); TFX is imported only when
+compiling, so the CLI stays quick to start.
 """
 
-import argparse
 import dataclasses
 import json
 import os
-import sys
 
-from components.sources import SPAN_LAYOUTS, DatasetSpec
-from pipeline.config import WARM_START_SOURCES, PipelineConfig
-from trainer.config import TrainerConfig
+from pipeline.config import PipelineConfig
 
 # The Dockerfile's WORKDIR, holding the package sources; ImportSchemaGen reads the schema there.
 IMAGE_WORKDIR = "/movierec"
 IMAGE_SCHEMA_PATH = f"{IMAGE_WORKDIR}/pipeline/schema/schema.pbtxt"
-_REQUIRED = ("project", "region", "gcs_root", "image", "data_uri", "serving_uri")
-_GCS_FLAGS = ("gcs_root", "data_uri", "serving_uri", "temp_location")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +97,7 @@ class VertexTraining:
 
 @dataclasses.dataclass(frozen=True)
 class VertexTarget:
-    """Everything ``movierec compile --target vertex`` needs, parsed from its flags.
+    """Everything compiling for Vertex AI needs (``pipeline.compile_command`` parses it).
 
     Attributes:
       config: the pipeline's config, every path in it a gs:// URI (schema: in the image).
@@ -115,43 +110,6 @@ class VertexTarget:
     dataflow: Dataflow
     image: str
     training: VertexTraining | None = None
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "VertexTarget":
-        """Raises ValueError naming the flags that are missing or not gs:// URIs."""
-        missing = [f"--{name.replace('_', '-')}" for name in _REQUIRED if not getattr(args, name)]
-        if missing:
-            raise ValueError(f"--target vertex needs {', '.join(missing)}")
-        gcs_root = args.gcs_root.rstrip("/")
-        temp_location = args.temp_location or f"{gcs_root}/tmp"
-        for name in _GCS_FLAGS:
-            value = temp_location if name == "temp_location" else getattr(args, name)
-            if not value.startswith("gs://"):
-                raise ValueError(f"--{name.replace('_', '-')} must be a gs:// URI, got {value!r}")
-        trainer = TrainerConfig.from_custom_config(
-            json.loads(args.trainer_config) if args.trainer_config else {}
-        )
-        config = PipelineConfig(
-            pipeline_name=args.pipeline_name,
-            pipeline_root=gcs_root,
-            dataset=_dataset(args),
-            schema_path=args.schema_path,
-            serving_dir=args.serving_uri,
-            trainer=trainer,
-            warm_start_from=args.warm_start,
-        )
-        dataflow = Dataflow(args.project, args.region, temp_location, args.image, args.max_workers)
-        training = None
-        if args.trainer_machine_type:
-            training = VertexTraining(
-                args.project,
-                args.region,
-                args.image,
-                args.trainer_machine_type,
-                args.trainer_accelerator,
-                args.trainer_accelerator_count if args.trainer_accelerator else 0,
-            )
-        return cls(config, dataflow, args.image, training)
 
 
 def _train_on_vertex(pipeline, training: VertexTraining) -> None:
@@ -241,76 +199,3 @@ def create_schedule(
 
     job, schedule = schedule_arguments(spec_path, cron, project, region, service_account)
     return aiplatform.PipelineJob(**job).create_schedule(**schedule)
-
-
-def _dataset(args) -> DatasetSpec:
-    """The dataset of the compiled pipeline. Spans are left unresolved, so that every
-    scheduled run reads the latest ``--window`` spans present when it starts."""
-    if args.dataset_kind != "spans":
-        if args.span_layout or args.window:
-            raise ValueError("--span-layout and --window apply to --dataset-kind spans")
-        return DatasetSpec(kind=args.dataset_kind, path=args.data_uri)
-    return DatasetSpec(
-        kind="spans",
-        path=args.data_uri,
-        span_layout=args.span_layout or "movielens-latest",
-        window=args.window or 1,
-    )
-
-
-def add_compile_command(subparsers) -> argparse.ArgumentParser:
-    """Adds ``compile`` to the ``movierec`` subcommands; returns its parser."""
-    p = subparsers.add_parser("compile", help="compile the pipeline for Vertex AI Pipelines")
-    p.add_argument("--target", choices=("vertex",), required=True)
-    p.add_argument("--out", required=True, help="spec file to write (.json, or .yaml)")
-    p.add_argument("--project", help="Google Cloud project")
-    p.add_argument("--region", help="e.g. europe-west4")
-    p.add_argument("--gcs-root", help="pipeline root, gs://bucket/path")
-    p.add_argument("--image", help="pipeline image built from the Dockerfile")
-    p.add_argument("--data-uri", help="gs:// path of the dataset (directory or ratings file)")
-    p.add_argument("--dataset-kind", default="ml-100k", help="DatasetSpec kind of --data-uri")
-    p.add_argument(
-        "--span-layout",
-        choices=SPAN_LAYOUTS,
-        help="--dataset-kind spans: the layout of each span-N/ under --data-uri",
-    )
-    p.add_argument(
-        "--window", type=int, help="--dataset-kind spans: the latest spans each run reads"
-    )
-    p.add_argument(
-        "--warm-start",
-        choices=WARM_START_SOURCES,
-        default="none",
-        help="start the Trainer from the latest blessed model (for scheduled retraining)",
-    )
-    p.add_argument("--serving-uri", help="gs:// TF Serving directory the Pusher writes")
-    p.add_argument("--temp-location", help="Dataflow temp dir (default: <gcs-root>/tmp)")
-    p.add_argument("--max-workers", type=int, default=4, help="Dataflow max workers")
-    p.add_argument("--pipeline-name", default="movierec")
-    p.add_argument("--schema-path", default=IMAGE_SCHEMA_PATH, help="schema inside the image")
-    p.add_argument("--trainer-config", help="JSON overrides, e.g. '{\"epochs\": 3}'")
-    p.add_argument(
-        "--trainer-machine-type",
-        help="run the Trainer on Vertex AI Training on this machine type "
-        "(default: train inside the pipeline step)",
-    )
-    p.add_argument("--trainer-accelerator", help="e.g. NVIDIA_TESLA_T4")
-    p.add_argument("--trainer-accelerator-count", type=int, default=1)
-    return p
-
-
-def cmd_compile(args, env=None, out=sys.stdout) -> int:
-    """``movierec compile``: 0 when the spec is written, 2 on bad flags or a missing extra."""
-    try:
-        target = VertexTarget.from_args(args)
-    except ValueError as e:  # json.JSONDecodeError is a ValueError too
-        print(f"movierec compile: {e}", file=sys.stderr)
-        return 2
-    try:
-        spec = compile_pipeline(target, args.out)
-    except ImportError as e:
-        print(f"movierec compile: {e}", file=sys.stderr)
-        return 2
-    tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
-    print(f"{args.out}: {len(tasks)} tasks, image {target.image}", file=out)
-    return 0

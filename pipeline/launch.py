@@ -1,12 +1,12 @@
 """Runs the pipeline in a child process for ``movierec run`` and ``movierec retrain``.
 
-``pipeline.cli`` and ``pipeline.retrain`` share these: the flags both commands take, the
-child process (``python -m pipeline.local_runner``) whose output goes to a log file, one
-printed line per component as the log reports it, and the printed results. Light on purpose
-(no TFX or TensorFlow import), so the commands start quickly.
+``pipeline.cli`` and ``pipeline.retrain`` share these: where a local run lives under the
+workdir, the child process (``python -m pipeline.local_runner``) whose output goes to a log
+file, one printed line per component as the log reports it, the printed results and the
+run summary (``summary.json``). Their shared flags and config are ``pipeline.flags``'s.
+Light on purpose (no TFX or TensorFlow import), so the commands start quickly.
 """
 
-import argparse
 import importlib.resources
 import json
 import os
@@ -16,9 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from components import splits
-from pipeline.config import PipelineConfig, config_to_dict
-from trainer.config import TrainerConfig
+from pipeline.config import PIPELINE_NAME, PipelineConfig, config_to_dict
 
 _COMPONENT_LINE = re.compile(r"Component (\S+) is (running|finished)\.")
 _METRICS_SHOWN = (
@@ -83,69 +81,23 @@ def validation_failure(log_lines: list[str]) -> list[str]:
     return []
 
 
-def trainer_config(args) -> TrainerConfig:
-    """The Trainer config of the flags; checks the split flags too.
-
-    Raises:
-      ValueError: naming the bad field (checked here so a bad flag fails at once, not
-        minutes later inside ExampleGen).
-    """
-    trainer_config = TrainerConfig.from_custom_config(
-        json.loads(args.trainer_config) if args.trainer_config else {}
-    )
-    splits.SplitConfig(args.split, args.seed, args.eval_fraction, args.leave_last_n)
-    return trainer_config
+def local_locations(workdir: Path) -> dict:
+    """Where a local run (``run``, ``retrain``) lives under ``workdir``: the keywords of
+    ``pipeline.flags.config_from_flags`` besides the dataset (pipeline name, ``pipeline_root/``,
+    the shipped schema, ``serving/``)."""
+    return {
+        "pipeline_name": PIPELINE_NAME,
+        "pipeline_root": str(workdir / "pipeline_root"),
+        "schema_path": schema_path(),
+        "serving_dir": str(workdir / "serving"),
+    }
 
 
-PIPELINE_NAME = "movierec"
-
-
-def pipeline_config(
-    args, workdir: Path, dataset, trainer: TrainerConfig, **overrides
-) -> PipelineConfig:
-    """The PipelineConfig of ``run``'s and ``retrain``'s shared flags under ``workdir``.
-
-    Args:
-      args: parsed flags (split, seed, eval_fraction, leave_last_n, index,
-        max_reject_fraction).
-      workdir: holds ``pipeline_root/`` and ``serving/``.
-      dataset: the ``DatasetSpec`` to read.
-      trainer: Trainer hyperparameters.
-      **overrides: further PipelineConfig fields, e.g. ``warm_start_from``.
-    """
-    return PipelineConfig(
-        pipeline_name=PIPELINE_NAME,
-        pipeline_root=str(workdir / "pipeline_root"),
-        dataset=dataset,
-        schema_path=schema_path(),
-        serving_dir=str(workdir / "serving"),
-        trainer=trainer,
-        split_kind=args.split,
-        split_seed=args.seed,
-        eval_fraction=args.eval_fraction,
-        leave_last_n=args.leave_last_n,
-        index_kind=args.index,
-        max_reject_fraction=args.max_reject_fraction,
-        **({} if getattr(args, "refit", None) is None else {"refit": args.refit}),
-        **overrides,
-    )
-
-
-def add_training_options(parser: argparse.ArgumentParser) -> None:
-    """The split, index and Trainer flags of ``run`` and ``retrain``."""
-    parser.add_argument("--split", choices=("random", "time", "leave_last_n"), default="random")
-    parser.add_argument("--seed", type=int, default=42, help="seed of the random split")
-    parser.add_argument("--eval-fraction", type=float, default=0.2, help="random and time splits")
-    parser.add_argument("--leave-last-n", type=int, default=1, help="leave_last_n split")
-    parser.add_argument("--index", choices=("scann", "brute_force"), default="scann")
-    parser.add_argument("--trainer-config", help="JSON overrides, e.g. '{\"epochs\": 3}'")
-    parser.add_argument(
-        "--refit",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="after blessing, push the evaluated recipe refit on every ingested rating "
-        "(default: on, measured by `make bench ARGS=refit`)",
-    )
+def new_run_dir(workdir: Path) -> Path:
+    """``<workdir>/runs/<run id>/``, created; the run id is the start time."""
+    run_dir = workdir / "runs" / time.strftime("%Y%m%d-%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
 
 
 def run_child(
@@ -198,6 +150,46 @@ def run_child(
         return None
     print(f"  {'total':<30} {total:6.1f} s", file=out)
     return json.loads(results_file.read_text()), durations, total
+
+
+def write_summary(
+    run_dir: Path,
+    config: PipelineConfig,
+    outcome: tuple[dict, dict[str, float], float],
+    out,
+    **extra,
+) -> Path:
+    """Writes ``<run_dir>/summary.json`` of a finished run and prints its path.
+
+    Args:
+      run_dir: the run's directory (:func:`new_run_dir`); its name is the run id.
+      config: the run's config.
+      outcome: what :func:`run_child` returned.
+      out: where the path is printed.
+      **extra: further keys of the command (``retrain``: spans, component states, warm
+        start; ``run``: the closing demo).
+
+    Returns:
+      the summary's path.
+    """
+    results, durations, total = outcome
+    summary = {
+        "run_id": run_dir.name,
+        "dataset": json.loads(config.dataset.to_json()),
+        "config": config_to_dict(config),
+        "seconds_total": total,
+        "seconds_per_component": durations,
+        "evaluation": results.get("evaluation"),
+        "blessed": bool((results.get("evaluation") or {}).get("blessed")),
+        "push": results.get("push"),
+        "report": results.get("report"),
+        "log": str(run_dir / "pipeline.log"),
+        **extra,
+    }
+    summary_path = run_dir / "summary.json"
+    summary_path.write_text(json.dumps(summary, indent=2))
+    print(f"\nRun summary: {summary_path}", file=out)
+    return summary_path
 
 
 def print_ingest(ingest: dict, out) -> None:

@@ -1,7 +1,7 @@
 """``create_pipeline``: the movierec TFX pipeline, free of I/O and environment reads.
 
-Runners (``pipeline.local_runner`` today) build the typed arguments and pass them in; the
-factory only wires components:
+Runners (``pipeline.local_runner``, ``pipeline.kubeflow_v2_runner``) pass in the typed
+config (``pipeline.config.PipelineConfig``); the factory only wires components:
 
     MovieRecExampleGen -> StatisticsGen -> ExampleValidator (curated schema, ImportSchemaGen)
     -> DataValidationGate -> Transform -> Trainer -> MovieRecServables -> MovieRecEvaluator
@@ -47,10 +47,10 @@ def create_components(config: PipelineConfig) -> list:
     """The pipeline's components, wired, in topological order."""
     example_gen = MovieRecExampleGen(
         dataset=config.dataset.to_json(),
-        split_kind=config.split_kind,
-        seed=config.split_seed,
-        eval_fraction=config.eval_fraction,
-        leave_last_n=config.leave_last_n,
+        split_kind=config.split.kind,
+        seed=config.split.seed,
+        eval_fraction=config.split.eval_fraction,
+        leave_last_n=config.split.leave_last_n,
     )
     schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])

@@ -1,7 +1,6 @@
-"""Serving side of movierec: the top-k index, the retrieval SavedModel and the push to TF Serving.
+"""The serving runtime of movierec: the HTTP server, the model store and the product logic.
 
-The Pusher component (``components/pusher.py``) and the ``movierec`` CLI's client use this
-package; nothing in it runs during training.
+It deploys alone: nothing here imports the training side (``pipeline``, ``components``,
+``trainer``, ``publish``, TFX or ML-Metadata); what it shares with the exporter is
+``serving.names``. ``publish`` builds and pushes the models this package serves.
 """
-
-import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)

@@ -7,7 +7,7 @@ so the command line returns exactly the list ``POST /v1/recommend`` returns.
 
 from pathlib import Path
 
-from serving import names, push, service
+from serving import names, service
 
 
 def recommend(serving_dir: str | Path, user_id: str, k: int = 10) -> dict:
@@ -23,7 +23,7 @@ def recommend(serving_dir: str | Path, user_id: str, k: int = 10) -> dict:
     for name in (names.RETRIEVAL, names.RANKING):
         if name in store.snapshot.views:
             continue
-        if not push.list_versions(serving_dir / name):
+        if not names.list_versions(serving_dir / name):
             raise FileNotFoundError(
                 f"no pushed {name} model under {serving_dir / name}; run `movierec run` first"
             )

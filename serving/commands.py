@@ -1,23 +1,31 @@
 """``movierec serve``: the HTTP server over a serving directory, reloading new pushes.
 
 ``pipeline.cli`` adds the subcommand with :func:`add_serve_command` and runs
-:func:`cmd_serve` with its parsed ``args`` and ``Environment`` like its other commands;
+:func:`cmd_serve` with its parsed ``args`` and working directory;
 ``python -m serving.commands serve ...`` runs it alone (``bench/serving.py`` does).
 """
 
+import os
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"  # TFRS needs Keras 2: set before TensorFlow loads
+
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
 from pathlib import Path
 
-import trainer  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8501  # TF Serving's REST port
 DEFAULT_POLL_SECONDS = 2.0
+WORKDIR_ENV = "MOVIEREC_WORKDIR"
+DEFAULT_WORKDIR = "movierec_work"
+
+
+def workdir_from(env) -> Path:
+    """The working directory ``$MOVIEREC_WORKDIR`` names (default ``./movierec_work``), absolute."""
+    return Path(env.get(WORKDIR_ENV, DEFAULT_WORKDIR)).resolve()
 
 
 def add_serve_command(subparsers) -> argparse.ArgumentParser:
@@ -37,13 +45,13 @@ def add_serve_command(subparsers) -> argparse.ArgumentParser:
     return serve
 
 
-def cmd_serve(args, env, out=sys.stdout) -> int:
+def cmd_serve(args, workdir: Path, out=sys.stdout) -> int:
     """Loads the newest models, then serves until SIGINT or SIGTERM.
 
     Args:
-      args: ``serving_dir`` (None: ``env.workdir / "serving"``), ``host``, ``port``,
+      args: ``serving_dir`` (None: ``<workdir>/serving``), ``host``, ``port``,
         ``poll_seconds``.
-      env: ``pipeline.cli.Environment`` (only ``workdir`` is read).
+      workdir: the working directory (:func:`workdir_from`).
       out: where the listening line is printed.
 
     Returns:
@@ -56,7 +64,7 @@ def cmd_serve(args, env, out=sys.stdout) -> int:
     from serving import server as server_lib
     from serving import service
 
-    serving_dir = Path(args.serving_dir) if args.serving_dir else env.workdir / "serving"
+    serving_dir = Path(args.serving_dir) if args.serving_dir else workdir / "serving"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     store = service.open_store(serving_dir)
     store.poll()
@@ -92,11 +100,9 @@ def cmd_serve(args, env, out=sys.stdout) -> int:
 
 def main(argv=None) -> int:
     """``python -m serving.commands serve [flags]``, outside the ``movierec`` CLI."""
-    from pipeline.cli import Environment
-
     parser = argparse.ArgumentParser(prog="python -m serving.commands")
     add_serve_command(parser.add_subparsers(dest="command", required=True))
-    return cmd_serve(parser.parse_args(argv), Environment.from_env(os.environ))
+    return cmd_serve(parser.parse_args(argv), workdir_from(os.environ))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ and the largest ``k`` are those being served; the fuzz test (``tests/serving/tes
 generates requests from it and checks every answer against it.
 """
 
-from serving import push, service, validation
+from serving import names, service, validation
 from serving.store import Snapshot
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -26,10 +26,10 @@ def build_spec(snapshot: Snapshot) -> dict:
     Returns:
       The document as a JSON-able dict.
     """
-    names = sorted(snapshot.models) or list(push.MODEL_NAMES)
-    retrieval = snapshot.views.get(push.RETRIEVAL)
-    max_k = retrieval.k if retrieval is not None else 100
-    ranking = snapshot.views.get(push.RANKING)
+    model_names = sorted(snapshot.models) or list(names.MODEL_NAMES)
+    retrieval = snapshot.views.get(names.RETRIEVAL)
+    max_k = retrieval.k if retrieval is not None else names.DEFAULT_RETRIEVAL_K
+    ranking = snapshot.views.get(names.RANKING)
     # Examples that answer 200 from the models being served (fuzzers try them first).
     user = min(ranking.users) if ranking is not None and ranking.users else "1"
     movie = str(ranking.movies[0]) if ranking is not None and len(ranking.movies) else "1"
@@ -37,8 +37,8 @@ def build_spec(snapshot: Snapshot) -> dict:
         "name": "name",
         "in": "path",
         "required": True,
-        "schema": {"enum": names},
-        "example": push.RANKING,
+        "schema": {"enum": model_names},
+        "example": names.RANKING,
     }
     version = {
         "name": "version",

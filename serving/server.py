@@ -19,7 +19,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from serving import openapi, push, service, tf_serving, validation
+from serving import names, openapi, service, tf_serving, validation
 from serving.errors import ApiError, bad_request, not_found
 from serving.store import ModelStore
 
@@ -114,7 +114,7 @@ def _tf_serving(method: str, match: re.Match, models, body: bytes) -> Response:
 
 def _readiness(snapshot) -> Response:
     versions = snapshot.versions()
-    missing = [name for name in (push.RETRIEVAL, push.RANKING) if name not in snapshot.views]
+    missing = [name for name in (names.RETRIEVAL, names.RANKING) if name not in snapshot.views]
     if missing:
         return 503, {"error": f"not ready: no {', '.join(missing)} model loaded"}, {}
     return 200, {"status": "ready", "model_versions": versions}, {}

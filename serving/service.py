@@ -21,12 +21,11 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from serving import names, push, retrieval, store
+from serving import names, store
 from serving.errors import ApiError, not_found  # noqa: F401 (ApiError: callers catch it)
 from serving.recommender import Recommender
 from serving.tf_serving import DEFAULT_SIGNATURE, LoadedModel
 from serving.validation import DEFAULT_K, MAX_SIMILAR_K, check_k
-from trainer import features
 
 POPULARITY = "popularity"
 SIMILARITY = "cosine"
@@ -110,14 +109,14 @@ class RankingView:
         Raises:
           ValueError: if the model lacks the signatures or vocabulary variables.
         """
-        _require(model, (features.SIG_RATING, features.SIG_MOVIE_EMBEDDING, names.SIG_RERANK))
+        _require(model, (names.SIG_RATING, names.SIG_MOVIE_EMBEDDING, names.SIG_RERANK))
         if not (hasattr(model.obj, "user_ids") and hasattr(model.obj, "movie_ids")):
             raise ValueError(f"no user_ids/movie_ids vocabulary variables; {_REPUSH}")
         movies = _strings(model.obj.movie_ids)
-        embeddings = retrieval.movie_embeddings(model.obj, movies)
+        embeddings = movie_embeddings(model.obj, movies)
         norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
         warm = tf.constant(["warm-up"])
-        model.signatures[features.SIG_RATING](user_id=warm, movie_id=warm)
+        model.signatures[names.SIG_RATING](user_id=warm, movie_id=warm)
         model.signatures[names.SIG_RERANK](
             user_id=warm, movie_ids=tf.constant([["warm-up"]]), retrieval_scores=[[0.0]]
         )
@@ -131,7 +130,7 @@ class RankingView:
 
     def ratings(self, user_id: str, movie_ids: list[str]) -> np.ndarray:
         """``[len(movie_ids)]`` float32 predicted ratings of one user."""
-        fn = self.model.signatures[features.SIG_RATING]
+        fn = self.model.signatures[names.SIG_RATING]
         users = tf.constant([user_id] * len(movie_ids))
         return fn(user_id=users, movie_id=tf.constant(movie_ids))["rating"].numpy()
 
@@ -145,8 +144,8 @@ class Product:
 
     def versions(self) -> dict[str, int]:
         return {
-            push.RETRIEVAL: self.retrieval.model.version,
-            push.RANKING: self.ranking.model.version,
+            names.RETRIEVAL: self.retrieval.model.version,
+            names.RANKING: self.ranking.model.version,
         }
 
     def recommender(self) -> Recommender:
@@ -155,7 +154,7 @@ class Product:
             retrieve=self.retrieval.model.signatures[DEFAULT_SIGNATURE],
             retrieve_including_seen=self.retrieval.model.signatures[names.SIG_INCLUDING_SEEN],
             rerank=self.ranking.model.signatures[names.SIG_RERANK],
-            rate=self.ranking.model.signatures[features.SIG_RATING],
+            rate=self.ranking.model.signatures[names.SIG_RATING],
             popular_ids=self.retrieval.popular_ids,
             k=self.retrieval.k,
         )
@@ -169,7 +168,7 @@ def open_store(
     return store.ModelStore(
         serving_dir,
         model_names,
-        prepare={push.RETRIEVAL: RetrievalView.build, push.RANKING: RankingView.build},
+        prepare={names.RETRIEVAL: RetrievalView.build, names.RANKING: RankingView.build},
     )
 
 
@@ -179,10 +178,10 @@ def product_of(snapshot: store.Snapshot) -> Product:
     Raises:
       ApiError: 503 while the retrieval or ranking model has not been loaded.
     """
-    missing = [name for name in (push.RETRIEVAL, push.RANKING) if name not in snapshot.views]
+    missing = [name for name in (names.RETRIEVAL, names.RANKING) if name not in snapshot.views]
     if missing:
         raise ApiError(503, f"no {' or '.join(missing)} model loaded yet; see /readyz")
-    return Product(snapshot.views[push.RETRIEVAL], snapshot.views[push.RANKING])
+    return Product(snapshot.views[names.RETRIEVAL], snapshot.views[names.RANKING])
 
 
 def recommend(
@@ -336,3 +335,13 @@ def _item(view: RetrievalView, movie_id, score, retrieval_score, rating, seen: b
         "num_ratings": 0 if row is None else int(view.num_ratings[row]),
         "seen": seen,
     }
+
+
+def movie_embeddings(trained, movie_ids: np.ndarray, batch: int = 8192) -> np.ndarray:
+    """``[n]`` str movie ids -> ``[n, dim]`` float32 embeddings from the trained model."""
+    fn = trained.signatures[names.SIG_MOVIE_EMBEDDING]
+    parts = [
+        fn(**{names.MOVIE_ID: tf.constant(list(movie_ids[lo : lo + batch]))})["embedding"].numpy()
+        for lo in range(0, len(movie_ids), batch)
+    ]
+    return np.concatenate(parts)

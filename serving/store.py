@@ -24,7 +24,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from serving import push, tf_serving
+from serving import tf_serving
+from serving.names import MODEL_NAMES, list_versions
 from serving.tf_serving import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class ModelStore:
     def __init__(
         self,
         serving_dir: str | os.PathLike,
-        names: Iterable[str] = push.MODEL_NAMES,
+        names: Iterable[str] = MODEL_NAMES,
         prepare: Mapping[str, Prepare] | None = None,
     ):
         self.serving_dir = Path(serving_dir)
@@ -139,7 +140,7 @@ class ModelStore:
         nothing else does).
         """
         base = self.serving_dir / name
-        for version in reversed(push.list_versions(base)):
+        for version in reversed(list_versions(base)):
             if served is not None and version == served.version:
                 return None
             path = base / str(version)

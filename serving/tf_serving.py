@@ -28,7 +28,7 @@ import tensorflow as tf
 from google.protobuf import json_format
 from tensorflow.python.saved_model import loader_impl
 
-from serving import index as index_lib
+from serving import loading
 from serving.errors import ApiError, bad_request, not_found
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -45,7 +45,7 @@ class LoadedModel:
     """One version of one served model.
 
     Attributes:
-      name: model name (``serving.push.MODEL_NAMES``).
+      name: model name (``serving.names.MODEL_NAMES``).
       version: the integer version directory it was loaded from.
       path: ``<serving_dir>/<name>/<version>``.
       obj: the loaded SavedModel (``tf.saved_model.load``).
@@ -72,7 +72,7 @@ def load_model(name: str, version: int, path: str | os.PathLike) -> LoadedModel:
         (``OSError`` for a garbage ``saved_model.pb``, ``FileNotFoundError`` for missing
         variables, ...); the caller decides what a failed load means.
     """
-    obj = index_lib.load_saved_model(path)
+    obj = loading.load_saved_model(path)
     meta_graph = loader_impl.parse_saved_model(os.fspath(path)).meta_graphs[0]
     defs = {
         key: json_format.MessageToDict(

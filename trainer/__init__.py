@@ -1,16 +1,15 @@
 """The TFRS model of movierec: Transform preprocessing_fn and the TFX Trainer's run_fn.
 
-This package is also the single place that sets ``TF_USE_LEGACY_KERAS``: TFRS 0.7 needs
-Keras 2, and the switch only works before TensorFlow is first imported. Every other package
-of the project imports ``trainer`` first for that reason.
+TFRS 0.7 needs Keras 2, chosen by ``TF_USE_LEGACY_KERAS=1`` before TensorFlow is first
+imported. Each entry point sets it (the ``movierec`` console script, the component executors
+in ``components``, the server, the tests' conftest, ``bench``); this package only checks it,
+so that a process that forgot fails here with the reason instead of deep inside Keras 3.
 """
 
 import os
-import sys
 
-if "tensorflow" in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS") != "1":
+if os.environ.get("TF_USE_LEGACY_KERAS") != "1":
     raise RuntimeError(
-        "TensorFlow was imported before movierec could set TF_USE_LEGACY_KERAS=1 (TFRS needs "
-        "Keras 2). Import movierec's packages first or export TF_USE_LEGACY_KERAS=1."
+        "movierec's trainer needs Keras 2 (TFRS 0.7): set TF_USE_LEGACY_KERAS=1 in the "
+        "environment or the entry point before TensorFlow is imported"
     )
-os.environ["TF_USE_LEGACY_KERAS"] = "1"

@@ -8,6 +8,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from serving.names import DEFAULT_RETRIEVAL_K
+
 # How the served list is ordered: "auto" re-ranks the retrieval candidates with the learned
 # re-ranker only when that beats retrieval order on the validation cut; "off" never re-ranks;
 # "on" always does.
@@ -67,7 +69,7 @@ class TrainerConfig:
     rating_batch_size: int = 256
     rating_epochs: int = 10
     rerank: str = "auto"
-    candidates: int = 100
+    candidates: int = DEFAULT_RETRIEVAL_K
     validation_fraction: float = 0.2
     seed: int = 42
     refit: bool = False

@@ -5,6 +5,7 @@ once into arrays and fed from memory each epoch instead of re-parsing TFRecords.
 """
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -57,13 +58,32 @@ def read_transformed(file_pattern: str | list[str]) -> dict[str, np.ndarray]:
     files = [f for p in patterns for f in tf.io.gfile.glob(p)]
     if not files:
         raise FileNotFoundError(f"no transformed examples match {patterns}")
-    ds = tf.data.TFRecordDataset(sorted(files), compression_type="GZIP")
-    ds = ds.batch(65536).map(lambda x: tf.io.parse_example(x, _COLUMNS))
-    parts = {k: [] for k in _COLUMNS}
+    return read_records(sorted(files), _COLUMNS)
+
+
+def read_records(
+    files: Sequence[str], spec: Mapping[str, tf.io.FixedLenFeature]
+) -> dict[str, np.ndarray]:
+    """Parses GZIP TFRecord files of tf.Examples into one ``[n]`` array per key of ``spec``.
+
+    The one TFRecord-to-numpy reader of the project: :func:`read_transformed` here and
+    ``data.examples_io.read_columns`` (ExampleGen's raw examples) call it. String features
+    stay ``bytes``.
+
+    Args:
+      files: the TFRecord files, read in this order.
+      spec: feature key -> its scalar ``FixedLenFeature``.
+    """
+    ds = tf.data.TFRecordDataset(list(files), compression_type="GZIP")
+    ds = ds.batch(65536).map(lambda x: tf.io.parse_example(x, dict(spec)))
+    parts = {k: [] for k in spec}
     for batch in ds:
-        for k in _COLUMNS:
+        for k in spec:
             parts[k].append(batch[k].numpy())
-    return {k: np.concatenate(v) for k, v in parts.items()}
+    return {
+        k: np.concatenate(v) if v else np.array([], spec[k].dtype.as_numpy_dtype)
+        for k, v in parts.items()
+    }
 
 
 def make_dataset(

@@ -5,7 +5,7 @@ user's scores are ``x_u B``. The Trainer keeps a rank-r factorisation ``B ~ L R^
 retrieval towers (user side ``x_u L``, movie side row j of ``R``), so EASE stays one dot
 product that a ScaNN index can serve; on MovieLens 100k rank 128 loses nothing (recall@10
 0.173 exact and at ranks 64 to 512). The Evaluator's EASE baseline
-(``components.baselines``) calls :func:`fit` too. Plain numpy/scipy.
+(``evaluation.baselines``) calls :func:`fit` too. Plain numpy/scipy.
 """
 
 import numpy as np

@@ -1,7 +1,7 @@
 """SavedModel export of the trained model: raw string ids in, scores and embeddings out.
 
 ``run_fn`` calls :func:`export_serving_model`. The servable builder wraps the exported model's
-``user_embedding`` and ``movie_embedding`` with a retrieval index (``serving.retrieval``), the
+``user_embedding`` and ``movie_embedding`` with a retrieval index (``publish.retrieval``), the
 Evaluator and the server call its ``rerank`` and rating signatures through
 ``serving.recommender``.
 

@@ -1,5 +1,6 @@
-"""Tests of components.example_gen: the plain writer on tiny files, on real ml-100k, and the
-@component inside a real TFX pipeline run by LocalDagRunner."""
+"""Tests of ExampleGen: its body ``data.examples.write_examples`` on tiny files and on real
+ml-100k, and the ``components.example_gen`` @component inside a real TFX pipeline run by
+LocalDagRunner (both on the same hand-counted files)."""
 
 import csv
 import json
@@ -13,8 +14,10 @@ from tfx import v1 as tfx
 from tfx.orchestration import metadata
 from tfx.types import artifact_utils
 
-from components import example_gen, movielens, splits
-from components.sources import DatasetSpec
+from components import example_gen
+from data import ingest, records, splits
+from data.examples import write_examples
+from data.sources import DatasetSpec, make_source
 from trainer import features
 
 SEED, EVAL_FRACTION = 42, 0.5
@@ -60,14 +63,14 @@ DATA_LINES = [
 KEPT_PAIRS = {("1", "1"), ("1", "2"), ("2", "3"), ("2", "4"), ("3", "1"), ("2", "1"), ("3", "3")}
 # Hand-counted from the comments above.
 EXPECTED_REJECTS = {
-    movielens.BLANK_LINE: 2,
-    movielens.FIELD_COUNT: 2,
-    movielens.BAD_VALUE: 3,
-    movielens.BAD_RATING: 3,
-    movielens.UNKNOWN_MOVIE: 2,
-    movielens.UNKNOWN_USER: 1,
-    movielens.DUPLICATE: 3,
-    movielens.MALFORMED: 0,
+    records.BLANK_LINE: 2,
+    records.FIELD_COUNT: 2,
+    records.BAD_VALUE: 3,
+    records.BAD_RATING: 3,
+    records.UNKNOWN_MOVIE: 2,
+    records.UNKNOWN_USER: 1,
+    records.DUPLICATE: 3,
+    records.MALFORMED: 0,
 }
 RATING_KEYS = {
     features.USER_ID,
@@ -79,7 +82,6 @@ RATING_KEYS = {
     features.RELEASE_YEAR,
     features.USER_AGE,
     features.USER_GENDER,
-    features.USER_OCCUPATION,
 }
 
 
@@ -88,6 +90,12 @@ def _write_dataset(directory: Path, items=ITEM_LINES, users=USER_LINES, data=DAT
     for name, lines in (("u.item", items), ("u.user", users), ("u.data", data)):
         (directory / name).write_bytes("".join(f"{line}\n" for line in lines).encode("latin-1"))
     return str(directory)
+
+
+def _write_ml100k(data_dir: str, examples_uri: str, catalogue_uri: str, *args, **kwargs) -> dict:
+    """``write_examples`` of the MovieLens 100k files (u.data, u.item, u.user) in ``data_dir``."""
+    source = make_source(DatasetSpec(kind="ml-100k", path=data_dir))
+    return write_examples(source, examples_uri, catalogue_uri, *args, **kwargs)
 
 
 def _decode(example: tf.train.Example) -> dict:
@@ -118,9 +126,7 @@ def _read(uri: str, split: str) -> list[dict]:
 def written(tmp_path):
     data_dir = _write_dataset(tmp_path / "ml-100k")
     examples_uri, catalogue_uri = str(tmp_path / "examples"), str(tmp_path / "catalogue")
-    stats = example_gen.write_movielens_examples(
-        data_dir, examples_uri, catalogue_uri, split=RANDOM
-    )
+    stats = _write_ml100k(data_dir, examples_uri, catalogue_uri, split=RANDOM)
     return stats, examples_uri, catalogue_uri
 
 
@@ -147,7 +153,6 @@ def test_rating_examples_hold_every_field(written):
         features.RELEASE_YEAR: [1995],
         features.USER_AGE: [24],
         features.USER_GENDER: ["M"],
-        features.USER_OCCUPATION: ["technician"],
     }
     # The "unknown" movie: no genre, no year. User 2's duplicate line in u.user was ignored.
     assert rows[("2", "4")][1] == {
@@ -160,7 +165,6 @@ def test_rating_examples_hold_every_field(written):
         features.RELEASE_YEAR: [0],
         features.USER_AGE: [53],
         features.USER_GENDER: ["F"],
-        features.USER_OCCUPATION: ["other"],
     }
     # Pair (2, 1) was rated three times in u.data order 4, 5: the latest (5 at ...970) is kept.
     assert rows[("2", "1")][1][features.RATING] == [5.0]
@@ -176,7 +180,6 @@ def test_rating_examples_hold_every_field(written):
         features.RELEASE_YEAR: [1997],
         features.USER_AGE: [0],
         features.USER_GENDER: ["M"],
-        features.USER_OCCUPATION: ["writer"],
     }
 
 
@@ -240,10 +243,8 @@ def _write_split(tmp_path: Path, split: splits.SplitConfig) -> tuple[dict, dict,
     """Writes SPLIT_DATA_LINES with ``split``: (stats, split.json, split name -> pairs)."""
     data_dir = _write_dataset(tmp_path / "d", SPLIT_ITEM_LINES, USER_LINES[:3], SPLIT_DATA_LINES)
     examples_uri = str(tmp_path / "ex")
-    stats = example_gen.write_movielens_examples(
-        data_dir, examples_uri, str(tmp_path / "cat"), split=split
-    )
-    pairs = {split_name: set() for split_name in example_gen.RATING_SPLITS}
+    stats = _write_ml100k(data_dir, examples_uri, str(tmp_path / "cat"), split=split)
+    pairs = {split_name: set() for split_name in ingest.RATING_SPLITS}
     for pair, (split_name, _) in _by_pair(examples_uri).items():
         pairs[split_name].add(pair)
     recorded = json.loads(Path(examples_uri, "split.json").read_text())
@@ -268,7 +269,22 @@ def test_time_split_holds_out_ratings_after_the_cutoff(tmp_path):
     }
     assert pairs[features.EVAL_SPLIT] == {("2", "1"), ("3", "5")}
     assert pairs[features.TRAIN_SPLIT] == SPLIT_KEPT_PAIRS - {("2", "1"), ("3", "5")}
-    assert stats["rejects"][movielens.DUPLICATE] == 2
+    assert stats["rejects"][records.DUPLICATE] == 2
+
+
+def test_time_split_is_planned_from_kept_ratings_only(tmp_path):
+    # Only the kept (5, 9) at t=10 and (6, 9) at t=20 count: the duplicate (t=1) and the bad
+    # rating (t=99) would move the cutoff if they did.
+    data_dir = _write_dataset(
+        tmp_path / "d",
+        SPLIT_ITEM_LINES,
+        ["5|20|M|x|1", "6|30|F|y|2"],
+        ["5\t9\t1\t10", "5\t9\t5\t1", "6\t9\t0\t99", "6\t9\t4\t20"],
+    )
+    split = splits.SplitConfig("time", eval_fraction=0.5)
+    stats = _write_ml100k(data_dir, str(tmp_path / "ex"), str(tmp_path / "cat"), split=split)
+    assert stats["split"]["cutoff_timestamp"] == 10
+    assert stats["rejects"][records.DUPLICATE] == stats["rejects"][records.BAD_RATING] == 1
 
 
 @pytest.mark.parametrize(
@@ -300,7 +316,7 @@ def test_leave_last_n_split_holds_out_each_users_latest(tmp_path, n, expected_ev
 def test_write_requires_a_split_config(tmp_path):
     data_dir = _write_dataset(tmp_path / "d")
     with pytest.raises(TypeError):
-        example_gen.write_movielens_examples(  # the pre-SplitConfig call
+        _write_ml100k(  # the pre-SplitConfig call
             data_dir, str(tmp_path / "ex"), str(tmp_path / "cat"), SEED, EVAL_FRACTION
         )
 
@@ -352,12 +368,12 @@ def test_rejects_are_counted_and_listed(written):
         rows = list(csv.reader(f))
     assert rows[0] == ["file", "line", "reason", "raw"]
     assert len(rows) - 1 == sum(EXPECTED_REJECTS.values())
-    assert ["u.item", "6", movielens.FIELD_COUNT, ITEM_LINES[5]] in rows
-    assert ["u.user", "5", movielens.DUPLICATE, USER_LINES[4]] in rows
-    assert ["u.data", "6", movielens.DUPLICATE, DATA_LINES[5]] in rows
-    assert ["u.data", "7", movielens.DUPLICATE, DATA_LINES[6]] in rows
-    assert ["u.data", "16", movielens.UNKNOWN_MOVIE, DATA_LINES[15]] in rows
-    assert ["u.data", "10", movielens.BLANK_LINE, ""] in rows
+    assert ["u.item", "6", records.FIELD_COUNT, ITEM_LINES[5]] in rows
+    assert ["u.user", "5", records.DUPLICATE, USER_LINES[4]] in rows
+    assert ["u.data", "6", records.DUPLICATE, DATA_LINES[5]] in rows
+    assert ["u.data", "7", records.DUPLICATE, DATA_LINES[6]] in rows
+    assert ["u.data", "16", records.UNKNOWN_MOVIE, DATA_LINES[15]] in rows
+    assert ["u.data", "10", records.BLANK_LINE, ""] in rows
 
 
 @pytest.mark.parametrize(
@@ -377,10 +393,10 @@ def test_two_runs_write_identical_outputs(tmp_path, split):
     outputs = []
     for run in ("a", "b"):
         ex, cat = tmp_path / run / "examples", tmp_path / run / "catalogue"
-        example_gen.write_movielens_examples(data_dir, str(ex), str(cat), split=split)
+        _write_ml100k(data_dir, str(ex), str(cat), split=split)
         examples = {
             (s, Path(f).name): _read_file(f)
-            for s in example_gen.RATING_SPLITS
+            for s in ingest.RATING_SPLITS
             for f in _files(str(ex), s)
         }
         files = _files(str(cat), features.CATALOGUE_SPLIT) + [ex / "rejects.csv"]
@@ -392,9 +408,7 @@ def test_two_runs_write_identical_outputs(tmp_path, split):
 
 def test_clean_input_writes_header_only_rejects(tmp_path):
     data_dir = _write_dataset(tmp_path / "d", ITEM_LINES[:5], USER_LINES[:3], DATA_LINES[:5])
-    stats = example_gen.write_movielens_examples(
-        data_dir, str(tmp_path / "ex"), str(tmp_path / "cat"), split=RANDOM
-    )
+    stats = _write_ml100k(data_dir, str(tmp_path / "ex"), str(tmp_path / "cat"), split=RANDOM)
     assert (tmp_path / "ex" / "rejects.csv").read_text() == "file,line,reason,raw\n"
     assert sum(stats["rejects"].values()) == 0
     assert stats["num_train"] + stats["num_eval"] == 5
@@ -414,9 +428,7 @@ def test_missing_or_empty_file_is_named(tmp_path, missing, items, users, data):
     if users is None:
         os.remove(os.path.join(data_dir, "u.user"))
     with pytest.raises(ValueError, match=f"{data_dir}/{missing}"):
-        example_gen.write_movielens_examples(
-            data_dir, str(tmp_path / "ex"), str(tmp_path / "cat"), split=RANDOM
-        )
+        _write_ml100k(data_dir, str(tmp_path / "ex"), str(tmp_path / "cat"), split=RANDOM)
 
 
 def _real_ml100k() -> str:
@@ -427,7 +439,7 @@ def _real_ml100k() -> str:
 
 
 def test_real_ml100k(tmp_path):
-    stats = example_gen.write_movielens_examples(
+    stats = _write_ml100k(
         _real_ml100k(), str(tmp_path / "ex"), str(tmp_path / "cat"), split=splits.SplitConfig()
     )
     total = stats["num_train"] + stats["num_eval"]
@@ -466,9 +478,7 @@ def _rows(columns: dict[str, np.ndarray]):
 def test_real_ml100k_time_and_leave_last_n(tmp_path):
     data_dir = _real_ml100k()
     split = splits.SplitConfig(kind="time", eval_fraction=0.2)
-    stats = example_gen.write_movielens_examples(
-        data_dir, str(tmp_path / "time"), str(tmp_path / "cat"), split=split
-    )
+    stats = _write_ml100k(data_dir, str(tmp_path / "time"), str(tmp_path / "cat"), split=split)
     train = _columns(str(tmp_path / "time"), features.TRAIN_SPLIT)
     eval_ = _columns(str(tmp_path / "time"), features.EVAL_SPLIT)
     assert len(train[features.TIMESTAMP]) + len(eval_[features.TIMESTAMP]) == 100_000
@@ -477,9 +487,7 @@ def test_real_ml100k_time_and_leave_last_n(tmp_path):
     assert stats["split"]["cutoff_timestamp"] == train[features.TIMESTAMP].max()
 
     split = splits.SplitConfig(kind="leave_last_n", leave_last_n=1)
-    stats = example_gen.write_movielens_examples(
-        data_dir, str(tmp_path / "last"), str(tmp_path / "cat"), split=split
-    )
+    stats = _write_ml100k(data_dir, str(tmp_path / "last"), str(tmp_path / "cat"), split=split)
     train = _columns(str(tmp_path / "last"), features.TRAIN_SPLIT)
     eval_ = _columns(str(tmp_path / "last"), features.EVAL_SPLIT)
     assert stats["num_eval"] == len(eval_[features.USER_ID]) == 943  # every user has >= 20

@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.blessing import Threshold
-from components.sources import DatasetSpec
-from components.validation import DataValidationError
+from data.sources import DatasetSpec
+from data.validation import DataValidationError
+from evaluation.blessing import Threshold
 from pipeline import local_runner
 from pipeline.config import PipelineConfig
 from pipeline.launch import schema_path
-from serving import push
+from publish import push
+from serving import names
 from trainer.config import TrainerConfig
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -158,7 +159,7 @@ def test_mutated_ratings_stop_the_run_before_training(tmp_path):
         local_runner.run(config, str(tmp_path / "metadata.sqlite"))
     message = str(failure.value)
     assert "max_reject_fraction 5.0%" in message and "bad_rating" in message
-    assert not any(push.list_versions(tmp_path / "serving" / n) for n in push.MODEL_NAMES)
+    assert not any(push.list_versions(tmp_path / "serving" / n) for n in names.MODEL_NAMES)
     assert not list((tmp_path / "root").glob("Trainer/model/*"))
 
 
@@ -183,4 +184,4 @@ def test_schema_anomaly_stops_the_run_before_training(tmp_path):
     message = str(failure.value)
     assert "split train: feature 'rating': Out-of-range values" in message
     assert "split eval: feature 'rating': Out-of-range values" in message
-    assert not any(push.list_versions(tmp_path / "serving" / n) for n in push.MODEL_NAMES)
+    assert not any(push.list_versions(tmp_path / "serving" / n) for n in names.MODEL_NAMES)

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
-from components import data_home, movielens, splits
-from components.blessing import Threshold
+from data import data_home, records, splits
+from evaluation.blessing import Threshold
 from pipeline import local_runner
 from pipeline.config import config_from_dict
-from serving import index, push, recommender
+from publish import push
+from serving import loading, names, recommender
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -120,12 +121,11 @@ def test_pushed_layout(first_run):
 
 _FRESH_LOAD = """
 import json, sys
-import trainer
 import tensorflow as tf
-from serving import index
+from serving import loading
 serving = sys.argv[1]
 users = tf.constant(["42", "no-such-user"])
-retrieval = index.load_saved_model(serving + "/retrieval/1")
+retrieval = loading.load_saved_model(serving + "/retrieval/1")
 out = retrieval.signatures["serving_default"](user_id=users)
 brute = tf.saved_model.load(serving + "/retrieval_brute_force/1")
 brute_ids = brute.signatures["serving_default"](user_id=users)["movie_ids"]
@@ -154,8 +154,8 @@ print(json.dumps({
 
 def _ratings_by_user() -> dict[str, set[str]]:
     rated = {}
-    for r in movielens.iter_ratings(_ml100k_dir() / "u.data"):
-        if isinstance(r, movielens.Rating):
+    for r in records.iter_ratings(_ml100k_dir() / "u.data"):
+        if isinstance(r, records.Rating):
             rated.setdefault(r.user_id, set()).add(r.movie_id)
     return rated
 
@@ -170,7 +170,7 @@ def test_the_pushed_models_never_serve_an_ingested_rating(first_run):
     workdir, _, _ = first_run
     serving = workdir / "serving"
     rec = recommender.Recommender.from_saved_models(
-        index.load_saved_model(str(serving / "retrieval" / "1")),
+        loading.load_saved_model(str(serving / "retrieval" / "1")),
         tf.saved_model.load(str(serving / "ranking" / "1")),
     )
     rated = _ratings_by_user()
@@ -183,8 +183,8 @@ def test_the_pushed_models_never_serve_an_ingested_rating(first_run):
     # Held-out ratings of the split exist, so the check is not vacuous.
     held_out = {
         (r.user_id, r.movie_id)
-        for r in movielens.iter_ratings(_ml100k_dir() / "u.data")
-        if isinstance(r, movielens.Rating)
+        for r in records.iter_ratings(_ml100k_dir() / "u.data")
+        if isinstance(r, records.Rating)
         and splits.split_of(r.user_id, r.movie_id, 42, 0.2) == "eval"
     }
     assert len(held_out) > 19_000
@@ -266,7 +266,7 @@ def test_regression_against_the_blessed_model_is_not_pushed(first_run):
         for r in evaluation["reasons"]
     ), evaluation["reasons"]
     assert results["push"] == {"pushed": False, "reason": "model not blessed"}
-    for name in push.MODEL_NAMES:
+    for name in names.MODEL_NAMES:
         assert push.list_versions(workdir / "serving" / name) == [1]
     assert (workdir / "serving" / "models.config").read_bytes() == before
 

@@ -1,7 +1,8 @@
 """``movierec compile --target vertex``: the compiled Vertex AI PipelineJob, read back as JSON.
 
-The spec is compiled twice into a temporary directory through the command's own flags:
-with the Trainer inside its pipeline step, and with the Trainer on Vertex AI Training.
+The spec is compiled into a temporary directory through the command's own flags
+(``pipeline.compile_command``): with the Trainer inside its pipeline step, with the Trainer
+on Vertex AI Training, and with the pipeline flags it shares with ``movierec run``.
 Expected values come from the flags and from ``create_components`` itself, so components
 added to the pipeline are checked without editing this file.
 """
@@ -16,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import kubeflow_v2_runner
-from pipeline.pipeline import create_components
+from data.splits import SplitConfig
+from pipeline import compile_command, kubeflow_v2_runner
+from pipeline.config import PipelineConfig
+from pipeline.pipeline import REFIT_TRAINER, create_components
 from trainer.config import TrainerConfig
 
 IMAGE = "europe-west4-docker.pkg.dev/movierec-test/images/movierec:abc123"
@@ -39,6 +42,17 @@ VERTEX_TRAINER_FLAGS = [
     "--trainer-accelerator=NVIDIA_TESLA_T4",
     "--trainer-accelerator-count=2",
 ]
+# The pipeline flags `compile` shares with `run` and `retrain` (pipeline.flags), none at
+# its default.
+PIPELINE_FLAGS = [
+    "--split=leave_last_n",
+    "--seed=7",
+    "--eval-fraction=0.3",
+    "--leave-last-n=2",
+    "--index=brute_force",
+    "--max-reject-fraction=0.2",
+    "--no-refit",
+]
 DATAFLOW_ARGS = {
     "--runner=DataflowRunner",
     "--project=movierec-test",
@@ -57,19 +71,23 @@ EXECUTOR_COMMAND = [
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="movierec")
-    kubeflow_v2_runner.add_compile_command(parser.add_subparsers(dest="command", required=True))
+    compile_command.add_compile_command(parser.add_subparsers(dest="command", required=True))
     return parser.parse_args(argv)
 
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
-    """{"step": ..., "vertex": ...} -> (target, spec dict, spec path)."""
+    """{"step": ..., "vertex": ..., "flags": ...} -> (target, spec dict, spec path)."""
     result = {}
-    for name, extra in (("step", []), ("vertex", VERTEX_TRAINER_FLAGS)):
+    for name, extra in (
+        ("step", []),
+        ("vertex", VERTEX_TRAINER_FLAGS),
+        ("flags", PIPELINE_FLAGS),
+    ):
         out = tmp_path_factory.mktemp(name) / "pipeline.json"
         args = parse([*FLAGS, f"--out={out}", *extra])
-        assert kubeflow_v2_runner.cmd_compile(args, out=open(os.devnull, "w")) == 0
-        target = kubeflow_v2_runner.VertexTarget.from_args(args)
+        assert compile_command.cmd_compile(args, out=open(os.devnull, "w")) == 0
+        target = compile_command.vertex_target(args)
         result[name] = (target, json.loads(out.read_text()), out)
     return result
 
@@ -87,6 +105,15 @@ def container(spec: dict, task: str) -> dict | None:
 
 def parameter(spec: dict, task: str, name: str):
     return tasks(spec)[task]["inputs"]["parameters"][name]["runtimeValue"]["constantValue"]
+
+
+def value(spec: dict, task: str, name: str):
+    """A task's constant parameter as a Python value."""
+    constant = parameter(spec, task, name)
+    if not isinstance(constant, dict):
+        return constant
+    ((kind, raw),) = constant.items()
+    return int(raw) if kind == "intValue" else raw
 
 
 def tasks_of(node_id: str, spec: dict) -> set[str]:
@@ -217,7 +244,7 @@ def test_vertex_training_runs_the_trainer_as_a_custom_job(compiled):
 def test_missing_flags_are_named(tmp_path, capsys, drop, named):
     out = tmp_path / "pipeline.json"
     argv = [f for f in FLAGS if not f.startswith(drop)] + [f"--out={out}"]
-    assert kubeflow_v2_runner.cmd_compile(parse(argv)) == 2
+    assert compile_command.cmd_compile(parse(argv)) == 2
     err = capsys.readouterr().err
     assert err.startswith("movierec compile: --target vertex needs ")
     needed = err.strip().split(" needs ")[1].split(", ")
@@ -231,7 +258,7 @@ def test_missing_flags_are_named(tmp_path, capsys, drop, named):
 def test_local_paths_are_refused(tmp_path, capsys, flag):
     out = tmp_path / "pipeline.json"
     argv = [*FLAGS, flag, f"--out={out}"]
-    assert kubeflow_v2_runner.cmd_compile(parse(argv)) == 2
+    assert compile_command.cmd_compile(parse(argv)) == 2
     name = flag.split("=")[0]
     assert f"{name} must be a gs:// URI" in capsys.readouterr().err
     assert not out.exists()
@@ -285,7 +312,7 @@ def test_scheduled_retraining_compiles_unresolved_spans_and_warm_start(tmp_path)
             "--warm-start=latest_blessed",
         ]
     )
-    assert kubeflow_v2_runner.cmd_compile(args, out=open(os.devnull, "w")) == 0
+    assert compile_command.cmd_compile(args, out=open(os.devnull, "w")) == 0
     spec = json.loads(out.read_text())
     raw = parameter(spec, "MovieRecExampleGen", "dataset")
     dataset = json.loads(raw["stringValue"] if isinstance(raw, dict) else raw)
@@ -298,4 +325,60 @@ def test_scheduled_retraining_compiles_unresolved_spans_and_warm_start(tmp_path)
     trainer_inputs = tasks(spec)["Trainer"]["inputs"]["artifacts"]
     assert "base_model" in trainer_inputs
     bad = parse([*FLAGS, f"--out={out}", "--window=3"])
-    assert kubeflow_v2_runner.cmd_compile(bad, out=open(os.devnull, "w")) == 2
+    assert compile_command.cmd_compile(bad, out=open(os.devnull, "w")) == 2
+
+
+def test_compile_takes_the_pipeline_flags_of_run(compiled):
+    """--split, --seed, --eval-fraction, --leave-last-n, --index, --max-reject-fraction and
+    --refit land in the config and in the compiled spec's component parameters."""
+    target, spec, _ = compiled["flags"]
+    config = target.config
+    assert config.split == SplitConfig("leave_last_n", 7, 0.3, 2)
+    assert (config.index_kind, config.max_reject_fraction, config.refit) == (
+        "brute_force",
+        0.2,
+        False,
+    )
+    assert value(spec, "MovieRecExampleGen", "split_kind") == "leave_last_n"
+    assert value(spec, "MovieRecExampleGen", "seed") == 7
+    assert value(spec, "MovieRecExampleGen", "eval_fraction") == 0.3
+    assert value(spec, "MovieRecExampleGen", "leave_last_n") == 2
+    assert value(spec, "DataValidationGate", "max_reject_fraction") == 0.2
+    for task in ("MovieRecServables", "MovieRecEvaluator"):
+        assert value(spec, task, "index_kind") == "brute_force"
+    assert REFIT_TRAINER not in tasks(spec)
+
+
+def test_without_pipeline_flags_compile_takes_the_config_defaults(compiled):
+    target, spec, _ = compiled["step"]
+    defaults = PipelineConfig(
+        pipeline_name="movierec",
+        pipeline_root=GCS_ROOT,
+        dataset=target.config.dataset,
+        schema_path=kubeflow_v2_runner.IMAGE_SCHEMA_PATH,
+        serving_dir="gs://movierec-test-bucket/serving",
+        trainer=TrainerConfig(epochs=3),
+    )
+    assert target.config == defaults
+    assert value(spec, "MovieRecExampleGen", "split_kind") == SplitConfig().kind
+    assert value(spec, "MovieRecExampleGen", "seed") == SplitConfig().seed
+    assert value(spec, "DataValidationGate", "max_reject_fraction") == (
+        defaults.max_reject_fraction
+    )
+    assert value(spec, "MovieRecServables", "index_kind") == defaults.index_kind
+    assert REFIT_TRAINER in tasks(spec)
+
+
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("--eval-fraction=1.5", "eval_fraction"),
+        ("--leave-last-n=0", "leave_last_n"),
+        ('--trainer-config={"epoch": 3}', "unknown keys ['epoch']"),
+    ],
+)
+def test_bad_pipeline_flags_fail_compile_naming_the_field(tmp_path, capsys, flag, message):
+    out = tmp_path / "pipeline.json"
+    assert compile_command.cmd_compile(parse([*FLAGS, flag, f"--out={out}"])) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()

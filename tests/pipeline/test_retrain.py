@@ -32,7 +32,8 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline.config import config_from_dict
-from serving import push
+from publish import push
+from serving import names
 from trainer import data, features, warm_start
 from trainer.model import JointModel, movie_counts
 
@@ -131,7 +132,9 @@ def _summary(world) -> dict:
 
 
 def _versions(world) -> dict[str, list[int]]:
-    return {name: push.list_versions(world.workdir / "serving" / name) for name in push.MODEL_NAMES}
+    return {
+        name: push.list_versions(world.workdir / "serving" / name) for name in names.MODEL_NAMES
+    }
 
 
 def _store(world) -> metadata_store.MetadataStore:
@@ -265,7 +268,7 @@ def test_the_lock_is_checked_before_any_work(tmp_path):
 
 
 def test_a_killed_run_resumes_from_cache_and_pushes_once(world, span1):
-    assert span1.after_kill == {name: [] for name in push.MODEL_NAMES}
+    assert span1.after_kill == {name: [] for name in names.MODEL_NAMES}
     assert span1.resumed.returncode == 0, span1.resumed.stdout + span1.resumed.stderr
     killed, resumed = span1.runs
     # Killed inside the Trainer: everything before it had finished, nothing after it ran.
@@ -282,8 +285,8 @@ def test_a_killed_run_resumes_from_cache_and_pushes_once(world, span1):
     assert {"MovieRecExampleGen", "Transform"} <= set(reused.split(": ")[1].split(", "))
     assert span1.summary["blessed"] is True
     assert span1.summary["warm_start"] is None  # nothing blessed yet
-    assert _versions(world) == {name: [1] for name in push.MODEL_NAMES}
-    for name in push.MODEL_NAMES:  # no half-copied version left behind
+    assert _versions(world) == {name: [1] for name in names.MODEL_NAMES}
+    for name in names.MODEL_NAMES:  # no half-copied version left behind
         entries = sorted(p.name for p in (world.workdir / "serving" / name).iterdir())
         assert entries == sorted(["1", push.LOCK_FILE])
 
@@ -292,7 +295,7 @@ def test_nothing_new_is_a_no_op(world, span1):
     assert span1.again.returncode == 0, span1.again.stderr
     assert span1.again.stdout.startswith("movierec: nothing new: a run on spans span-1 of ")
     assert len(span1.runs) == 2  # counted after it: it added no pipeline run
-    assert _versions(world) == {name: [1] for name in push.MODEL_NAMES}
+    assert _versions(world) == {name: [1] for name in names.MODEL_NAMES}
 
 
 def _vocabularies(transform_uri: str) -> data.Vocabularies:
@@ -317,7 +320,7 @@ def test_second_span_warm_starts_from_the_blessed_model_and_is_pushed(world, spa
     assert summary["spans"] == ["span-1", "span-2"]
     assert summary["blessed"] is True, summary["evaluation"]["reasons"]
     assert summary["push"]["ranking"]["version"] == 2
-    assert _versions(world) == {name: [1, 2] for name in push.MODEL_NAMES}
+    assert _versions(world) == {name: [1, 2] for name in names.MODEL_NAMES}
     # The base model is the model blessed with span 1 (v1 is its refit on span 1's
     # ingested ratings).
     warm = summary["warm_start"]
@@ -381,9 +384,9 @@ def test_a_regressing_span_is_not_pushed_and_v2_keeps_serving(world, span2, span
     v2 = _evaluated(span2.summary)  # blessed with span 2; v2 is its refit
     base = Path(summary["warm_start"]["base_model"])
     assert (base / "saved_model.pb").read_bytes() == (v2 / "saved_model.pb").read_bytes()
-    assert _versions(world) == {name: [1, 2] for name in push.MODEL_NAMES}
+    assert _versions(world) == {name: [1, 2] for name in names.MODEL_NAMES}
     assert (world.workdir / "serving" / "models.config").read_bytes() == span3.config_before
     # Cron calls again: nothing new, nothing pushed.
     assert span3.again.returncode == 0
     assert "nothing new: a run on spans span-2, span-3 of " in span3.again.stdout
-    assert _versions(world) == {name: [1, 2] for name in push.MODEL_NAMES}
+    assert _versions(world) == {name: [1, 2] for name in names.MODEL_NAMES}

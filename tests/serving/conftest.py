@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from serving import push, retrieval, server, service
+from publish import push, retrieval
+from serving import names, server, service
 from trainer import data, export, features
 from trainer.config import TrainerConfig
 from trainer.run import train
@@ -71,18 +72,18 @@ def staged(tmp_path_factory) -> Staged:
     }
     model, _ = train(cols, vocab, CONFIG)
     root = tmp_path_factory.mktemp("staged")
-    models = {name: root / name for name in push.MODEL_NAMES}
+    models = {name: root / name for name in names.MODEL_NAMES}
     seen_users = np.array([f"u{u}" for u in users])
     seen_movies = np.array([f"m{m}" for m in movies])
     histories = export.Histories.from_ids(seen_users, seen_movies)
-    export.export_serving_model(model, vocab, histories, str(models[push.RANKING]))
+    export.export_serving_model(model, vocab, histories, str(models[names.RANKING]))
     catalogue = [f"m{i}" for i in range(NUM_MOVIES + NUM_UNRATED)]
     titles = {m: f"Film {m[1:]} ({1950 + int(m[1:])})" for m in catalogue}
     titles["m3"] = "Amélie (2001)"  # non-ASCII survives JSON both ways
     counts = Counter(seen_movies.tolist())
-    for name, kind in ((push.RETRIEVAL, "scann"), (push.RETRIEVAL_BRUTE_FORCE, "brute_force")):
+    for name, kind in ((names.RETRIEVAL, "scann"), (names.RETRIEVAL_BRUTE_FORCE, "brute_force")):
         retrieval.export_retrieval_model(
-            str(models[push.RANKING]),
+            str(models[names.RANKING]),
             np.array(catalogue, dtype=object),
             np.array([titles[m] for m in catalogue], dtype=object),
             np.array([counts.get(m, 0) for m in catalogue], np.int64),
@@ -101,7 +102,7 @@ def staged(tmp_path_factory) -> Staged:
 def serving_dir(staged, tmp_path_factory) -> Path:
     """A serving directory holding version 1 of each model."""
     path = tmp_path_factory.mktemp("serving")
-    for name in push.MODEL_NAMES:
+    for name in names.MODEL_NAMES:
         push.push_atomically(staged.models[name], path / name)
     return path
 

@@ -10,9 +10,10 @@ import time
 
 import pytest
 
-from serving import push, service
+from publish import push
+from serving import names, service
 
-MODEL_NAMES = push.MODEL_NAMES
+MODEL_NAMES = names.MODEL_NAMES
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def _last_version(out: list) -> int | None:
     """The retrieval version of a worker's latest successful answer."""
     for status, body in reversed(list(out)):
         if status == 200:
-            return body["model_versions"][push.RETRIEVAL]
+            return body["model_versions"][names.RETRIEVAL]
     return None
 
 
@@ -88,7 +89,7 @@ def test_push_under_load_switches_versions_without_a_failed_request(staged, serv
     failures = [answer for answer in answers if answer[0] != 200]
     assert failures == [] and len(answers) > 40
     for out in results[:3]:  # each recommend worker saw the old models, then only the new
-        for name in (push.RETRIEVAL, push.RANKING):
+        for name in (names.RETRIEVAL, names.RANKING):
             versions = [body["model_versions"][name] for _, body in out]
             assert versions[0] == 1 and versions[-1] == 2 and versions == sorted(versions)
     assert all(len(body["predictions"][0]["movie_ids"]) == 30 for _, body in results[3])
@@ -102,24 +103,24 @@ def test_corrupt_versions_are_skipped_once_while_the_old_one_serves(
     garbage = tmp_path / "garbage"
     garbage.mkdir()
     (garbage / "saved_model.pb").write_bytes(b"\x00 not a SavedModel")
-    push.push_atomically(garbage, served / push.RANKING)  # ranking v2
+    push.push_atomically(garbage, served / names.RANKING)  # ranking v2
     no_variables = tmp_path / "no_variables"
-    shutil.copytree(staged.models[push.RETRIEVAL], no_variables)
+    shutil.copytree(staged.models[names.RETRIEVAL], no_variables)
     shutil.rmtree(no_variables / "variables")
-    push.push_atomically(no_variables, served / push.RETRIEVAL)  # retrieval v2
+    push.push_atomically(no_variables, served / names.RETRIEVAL)  # retrieval v2
     _wait_for(lambda: len(store.skipped) == 2)
     time.sleep(0.5)  # ten more polls: a known-bad version is not loaded again
     skips = [r for r in caplog.records if r.getMessage().startswith("skipping")]
-    assert sorted(r.args[:2] for r in skips) == [(push.RANKING, 2), (push.RETRIEVAL, 2)]
+    assert sorted(r.args[:2] for r in skips) == [(names.RANKING, 2), (names.RETRIEVAL, 2)]
     for record in skips:
         assert str(served / record.args[0] / "2") in record.getMessage()
     assert _versions(client) == {name: "1" for name in MODEL_NAMES}
     status, body = client.post("/v1/recommend", {"user_id": "u1"})
     assert status == 200 and body["model_versions"] == {"retrieval": 1, "ranking": 1}
     # A good version pushed above the bad one is served.
-    push.push_atomically(staged.models[push.RANKING], served / push.RANKING)  # ranking v3
-    _wait_for(lambda: _versions(client)[push.RANKING] == "3")
-    assert _versions(client)[push.RETRIEVAL] == "1"
+    push.push_atomically(staged.models[names.RANKING], served / names.RANKING)  # ranking v3
+    _wait_for(lambda: _versions(client)[names.RANKING] == "3")
+    assert _versions(client)[names.RETRIEVAL] == "1"
 
 
 def test_half_written_version_is_retried_once_complete(staged, served, caplog):
@@ -127,15 +128,15 @@ def test_half_written_version_is_retried_once_complete(staged, served, caplog):
     store = service.open_store(served)
     assert store.poll() == [(name, 1) for name in MODEL_NAMES]
     # Copied in by hand, not with push_atomically: the directory appears before its files.
-    half = served / push.RANKING / "2"
+    half = served / names.RANKING / "2"
     half.mkdir()
-    shutil.copy(staged.models[push.RANKING] / "saved_model.pb", half)
+    shutil.copy(staged.models[names.RANKING] / "saved_model.pb", half)
     assert store.poll() == [] and store.poll() == []
-    assert list(store.skipped) == [(push.RANKING, 2)]
+    assert list(store.skipped) == [(names.RANKING, 2)]
     assert sum(r.getMessage().startswith("skipping") for r in caplog.records) == 1
-    shutil.copytree(staged.models[push.RANKING], half, dirs_exist_ok=True)
-    assert store.poll() == [(push.RANKING, 2)]
-    assert store.snapshot.views[push.RANKING].model.version == 2
+    shutil.copytree(staged.models[names.RANKING], half, dirs_exist_ok=True)
+    assert store.poll() == [(names.RANKING, 2)]
+    assert store.snapshot.views[names.RANKING].model.version == 2
     # Deleting the served version rolls back to the newest one left, as TF Serving does.
     shutil.rmtree(half)
-    assert store.poll() == [(push.RANKING, 1)]
+    assert store.poll() == [(names.RANKING, 1)]

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from serving import commands, push, service, validation
+from serving import commands, names, service, validation
 
 STATUS_V1 = {
     "model_version_status": [
@@ -33,7 +33,7 @@ def api(live):
 
 @pytest.fixture(scope="module")
 def ranking(staged):
-    return tf.saved_model.load(str(staged.models[push.RANKING]))
+    return tf.saved_model.load(str(staged.models[names.RANKING]))
 
 
 def _rating(ranking, pairs) -> np.ndarray:
@@ -45,7 +45,7 @@ def _rating(ranking, pairs) -> np.ndarray:
 
 
 def test_model_status_is_tf_servings(api):
-    for name in push.MODEL_NAMES:
+    for name in names.MODEL_NAMES:
         assert api.get(f"/v1/models/{name}") == (200, STATUS_V1)
         assert api.get(f"/v1/models/{name}/versions/1") == (200, STATUS_V1)
     assert api.get("/v1/models/ranking/versions/2") == (
@@ -252,7 +252,7 @@ def test_health_readiness_and_openapi(api):
     assert api.get("/healthz") == (200, {"status": "ok"})
     assert api.get("/readyz") == (
         200,
-        {"status": "ready", "model_versions": {name: 1 for name in push.MODEL_NAMES}},
+        {"status": "ready", "model_versions": {name: 1 for name in names.MODEL_NAMES}},
     )
     status, spec = api.get("/openapi.json")
     assert status == 200 and spec["openapi"].startswith("3.")
@@ -314,6 +314,5 @@ def test_serve_flags_and_defaults(tmp_path, capsys):
         2.0,
     )
     args = parser.parse_args(["serve", "--poll-seconds", "0"])
-    env = argparse.Namespace(workdir=Path(tmp_path))
-    assert commands.cmd_serve(args, env) == 2
+    assert commands.cmd_serve(args, Path(tmp_path)) == 2
     assert "--poll-seconds must be > 0" in capsys.readouterr().err

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from serving import index as index_lib
-from serving import names, push, service, store, validation
+from serving import loading, names, service, store, validation
 from serving.errors import ApiError
 
 K = 7
@@ -18,27 +17,27 @@ USERS = [f"u{i}" for i in range(0, 40, 4)]
 def direct(staged):
     """The staged SavedModels, loaded apart from the server."""
     return {
-        push.RANKING: tf.saved_model.load(str(staged.models[push.RANKING])),
-        push.RETRIEVAL: index_lib.load_saved_model(str(staged.models[push.RETRIEVAL])),
+        names.RANKING: tf.saved_model.load(str(staged.models[names.RANKING])),
+        names.RETRIEVAL: loading.load_saved_model(str(staged.models[names.RETRIEVAL])),
     }
 
 
 def _ratings(direct, user: str, movies: list[str]) -> np.ndarray:
-    fn = direct[push.RANKING].signatures["serving_default"]
+    fn = direct[names.RANKING].signatures["serving_default"]
     return fn(user_id=tf.constant([user] * len(movies)), movie_id=tf.constant(movies))[
         "rating"
     ].numpy()
 
 
 def _candidates(direct, user: str, signature: str) -> dict[str, float]:
-    out = direct[push.RETRIEVAL].signatures[signature](user_id=tf.constant([user]))
+    out = direct[names.RETRIEVAL].signatures[signature](user_id=tf.constant([user]))
     ids, scores = out["movie_ids"][0].numpy(), out["scores"][0].numpy()
     return {m.decode(): float(s) for m, s in zip(ids, scores, strict=True) if np.isfinite(s)}
 
 
 def _reranked(direct, user: str, candidates: dict[str, float]):
     """The ranking model's rerank scores and ratings of one user's pool, called directly."""
-    out = direct[push.RANKING].signatures[names.SIG_RERANK](
+    out = direct[names.RANKING].signatures[names.SIG_RERANK](
         user_id=tf.constant([user]),
         movie_ids=tf.constant([list(candidates)]),
         retrieval_scores=tf.constant([list(candidates.values())], tf.float32),
@@ -110,7 +109,7 @@ def test_k_is_bounded_by_the_retrieval_pool(product):
 
 
 def test_retrieval_model_carries_seen_movies_and_popularity(staged, direct):
-    model = direct[push.RETRIEVAL]
+    model = direct[names.RETRIEVAL]
     users = ["u0", "u5", "stranger"]
     out = model.signatures[names.SIG_SEEN](user_id=tf.constant(users))
     for row, user in enumerate(users):
@@ -127,7 +126,7 @@ def test_retrieval_model_carries_seen_movies_and_popularity(staged, direct):
 
 def test_similar_movies_are_the_nearest_by_cosine(product, staged, direct):
     vocab = [f"m{i}" for i in range(120)]
-    fn = direct[push.RANKING].signatures["movie_embedding"]
+    fn = direct[names.RANKING].signatures["movie_embedding"]
     emb = fn(movie_id=tf.constant(vocab))["embedding"].numpy()
     unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
     for movie in ("m0", "m3", "m77"):
