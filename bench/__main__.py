@@ -2,7 +2,8 @@
 ingestion.
 
 Usage: python -m bench [pipeline] [trainer] [evaluation] [ingest] [serving] [retrieval_scale]
-    [runner_modes] [retrain] [quality] [refit] [--repeats N] [--ingest-ratings N]
+    [runner_modes] [retrain] [quality] [refit] [http_servers] [soak] [--repeats N]
+    [--ingest-ratings N] [--soak-seconds S]
 
 Figures are printed (medians over repeats, ratios within one run); nothing is asserted.
 """
@@ -25,7 +26,16 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from bench import quality, refit, retrain, retrieval_scale, runner_modes, serving
+from bench import (
+    http_servers,
+    quality,
+    refit,
+    retrain,
+    retrieval_scale,
+    runner_modes,
+    serving,
+    soak,
+)
 from bench.evaluation import bench_evaluation
 from bench.ingest import bench_ingest
 from bench.tutorial import train_tutorial
@@ -168,6 +178,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--ingest-ratings", type=int, default=20_000_000, help="synthetic ratings ingested"
     )
+    parser.add_argument("--soak-seconds", type=float, default=600.0, help="length of the soak")
     args = parser.parse_args(argv)
     if "pipeline" in args.what:
         bench_pipeline()
@@ -187,6 +198,10 @@ def main(argv=None) -> int:
         quality.bench_quality()
     if "refit" in args.what:  # 4 trainings: not in the default set
         refit.bench_refit()
+    if "http_servers" in args.what:  # stdlib server vs uvicorn: not in the default set
+        http_servers.run(sys.stdout)
+    if "soak" in args.what:  # 10 minutes: not in the default set
+        soak.run(sys.stdout, seconds=args.soak_seconds)
     if "runner_modes" in args.what:  # two full pipeline runs per mode: not in the default set
         runner_modes.run(sys.stdout)
     return 0

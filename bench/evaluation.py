@@ -74,7 +74,10 @@ def _run_ml100k():
     data_dir = data_home.ensure_ml100k(data_home.resolve_data_home(os.environ))
     start = time.perf_counter()
     rows = [r for r in records.iter_ratings(data_dir / "u.data") if isinstance(r, records.Rating)]
-    split = [splits.split_of(r.user_id, r.movie_id, 42, 0.2) for r in rows]
+    default = splits.SplitConfig()  # ExampleGen's default split
+    split = [
+        splits.split_of(r.user_id, r.movie_id, default.seed, default.eval_fraction) for r in rows
+    ]
 
     def cols(name):
         part = [r for r, s in zip(rows, split, strict=True) if s == name]

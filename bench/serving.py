@@ -42,6 +42,8 @@ TARGET_RPS = 200
 RECOMMEND = "POST /v1/recommend (k=10)"
 _LISTENING = re.compile(r"http://([0-9.]+):([0-9]+) ")
 
+_SPLIT = splits.SplitConfig()  # ExampleGen's default split
+
 
 def build_ml100k_serving_dir(serving_dir: Path, retrieval_k: int = 100) -> dict[str, list[str]]:
     """Trains on ml-100k's train split and pushes retrieval (ScaNN), brute force and ranking.
@@ -54,7 +56,8 @@ def build_ml100k_serving_dir(serving_dir: Path, retrieval_k: int = 100) -> dict[
         r
         for r in records.iter_ratings(data_dir / "u.data")
         if not isinstance(r, records.Reject)
-        and splits.split_of(r.user_id, r.movie_id, 42, 0.2) == features.TRAIN_SPLIT
+        and splits.split_of(r.user_id, r.movie_id, _SPLIT.seed, _SPLIT.eval_fraction)
+        == features.TRAIN_SPLIT
     ]
     users = [u for u, _ in Counter(r.user_id for r in train_rows).most_common()]
     movies = [m for m, _ in Counter(r.movie_id for r in train_rows).most_common()]
@@ -66,11 +69,14 @@ def build_ml100k_serving_dir(serving_dir: Path, retrieval_k: int = 100) -> dict[
     }
     model, _ = train(columns, data.Vocabularies(users, movies), TrainerConfig())
     catalogue = records.read_movies(data_dir / "u.item")
+    seen_users = np.array([r.user_id for r in train_rows])
+    seen_movies = np.array([r.movie_id for r in train_rows])
+    histories = export.Histories.from_ids(seen_users, seen_movies)
+    counts = Counter(seen_movies.tolist())
     with tempfile.TemporaryDirectory(prefix="bench-staging-") as tmp:
         staging = Path(tmp)
-        export.export_serving_model(
-            model, data.Vocabularies(users, movies), str(staging / names.RANKING)
-        )
+        vocab = data.Vocabularies(users, movies)
+        export.export_serving_model(model, vocab, histories, str(staging / names.RANKING))
         for name, kind in (
             (names.RETRIEVAL, "scann"),
             (names.RETRIEVAL_BRUTE_FORCE, "brute_force"),
@@ -79,8 +85,8 @@ def build_ml100k_serving_dir(serving_dir: Path, retrieval_k: int = 100) -> dict[
                 str(staging / names.RANKING),
                 np.array(list(catalogue), dtype=object),
                 np.array([m.title for m in catalogue.values()], dtype=object),
-                np.array([r.user_id for r in train_rows]),
-                np.array([r.movie_id for r in train_rows]),
+                np.array([counts.get(m, 0) for m in catalogue], np.int64),
+                histories.max_length(),
                 str(staging / name),
                 index_kind=kind,
                 k=retrieval_k,

@@ -70,18 +70,27 @@ def config_fields(args: argparse.Namespace) -> dict:
     inside ExampleGen.
 
     Raises:
-      ValueError: naming the bad field (json.JSONDecodeError, a ValueError, for bad JSON).
+      ValueError: naming the bad field, or --trainer-config when it is not JSON.
     """
     return {
-        "trainer": TrainerConfig.from_custom_config(
-            json.loads(args.trainer_config) if args.trainer_config else {}
-        ),
+        "trainer": TrainerConfig.from_custom_config(_trainer_json(args.trainer_config)),
         "split": splits.SplitConfig(args.split, args.seed, args.eval_fraction, args.leave_last_n),
         "index_kind": args.index,
         "max_reject_fraction": args.max_reject_fraction,
         "warm_start_from": args.warm_start,
         "refit": args.refit,
     }
+
+
+def _trainer_json(text: str | None):
+    if not text:
+        return {}
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{err.msg} at column {err.colno} of --trainer-config") from err
+    except RecursionError as err:
+        raise ValueError("--trainer-config is nested too deeply to be a config") from err
 
 
 def config_from_flags(

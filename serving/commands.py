@@ -3,6 +3,16 @@
 ``pipeline.cli`` adds the subcommand with :func:`add_serve_command` and runs
 :func:`cmd_serve` with its parsed ``args`` and working directory;
 ``python -m serving.commands serve ...`` runs it alone (``bench/serving.py`` does).
+
+Flags (validated before anything loads: a non-finite or out-of-range value exits 2 with a
+message naming the flag): ``--serving-dir``, ``--host``, ``--port`` (0 picks a free one),
+``--poll-seconds``; the server's bounds ``--workers``, ``--queue``,
+``--request-timeout-seconds`` (then 504), ``--read-timeout-seconds`` (then 408),
+``--max-connections`` (then 503 and closed), see ``serving.server.Limits``;
+``--drain-seconds`` and ``--no-access-log``.
+
+Shutdown: SIGTERM or SIGINT stops accepting connections and answers ``/readyz`` 503 at
+once, lets the requests in flight finish for up to ``--drain-seconds``, then exits 0.
 """
 
 import os
@@ -11,6 +21,7 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"  # TFRS needs Keras 2: set before Tensor
 
 import argparse
 import logging
+import math
 import signal
 import sys
 import threading
@@ -19,6 +30,33 @@ from pathlib import Path
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8501  # TF Serving's REST port
 DEFAULT_POLL_SECONDS = 2.0
+DEFAULT_WORKERS = 8  # 2 cores; TensorFlow releases the GIL, so a few more than cores
+DEFAULT_QUEUE = 64  # c=32 closed-loop load stays well inside it
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 30.0
+DEFAULT_READ_TIMEOUT_SECONDS = 10.0
+DEFAULT_MAX_CONNECTIONS = 256
+DEFAULT_DRAIN_SECONDS = 20.0
+
+# flag -> (lowest, lowest allowed itself, highest): numbers checked by cmd_serve.
+_RANGES = {
+    "port": (0, True, 65535),
+    "poll_seconds": (0, False, 86400),
+    "workers": (1, True, 1024),
+    "queue": (0, True, 100_000),
+    "request_timeout_seconds": (0, False, 3600),
+    "read_timeout_seconds": (0, False, 3600),
+    "max_connections": (1, True, 100_000),
+    "drain_seconds": (0, True, 3600),
+}
+_DEFAULTS = {
+    "workers": DEFAULT_WORKERS,
+    "queue": DEFAULT_QUEUE,
+    "request_timeout_seconds": DEFAULT_REQUEST_TIMEOUT_SECONDS,
+    "read_timeout_seconds": DEFAULT_READ_TIMEOUT_SECONDS,
+    "max_connections": DEFAULT_MAX_CONNECTIONS,
+    "drain_seconds": DEFAULT_DRAIN_SECONDS,
+    "access_log": True,
+}
 WORKDIR_ENV = "MOVIEREC_WORKDIR"
 DEFAULT_WORKDIR = "movierec_work"
 
@@ -42,34 +80,93 @@ def add_serve_command(subparsers) -> argparse.ArgumentParser:
         default=DEFAULT_POLL_SECONDS,
         help=f"how often to look for newly pushed versions (default: {DEFAULT_POLL_SECONDS})",
     )
+    for flag, kind, default, text in (
+        ("--workers", int, DEFAULT_WORKERS, "threads running requests"),
+        ("--queue", int, DEFAULT_QUEUE, "requests waiting for a worker; beyond: 503"),
+        (
+            "--request-timeout-seconds",
+            float,
+            DEFAULT_REQUEST_TIMEOUT_SECONDS,
+            "a request not answered this long after it was read gets 504",
+        ),
+        (
+            "--read-timeout-seconds",
+            float,
+            DEFAULT_READ_TIMEOUT_SECONDS,
+            "a request (headers and body) not received within this gets 408, closed",
+        ),
+        ("--max-connections", int, DEFAULT_MAX_CONNECTIONS, "open connections; beyond: 503"),
+        (
+            "--drain-seconds",
+            float,
+            DEFAULT_DRAIN_SECONDS,
+            "on SIGTERM/SIGINT, how long requests in flight may take to finish",
+        ),
+    ):
+        serve.add_argument(flag, type=kind, default=default, help=f"{text} (default: {default})")
+    serve.add_argument(
+        "--no-access-log",
+        dest="access_log",
+        action="store_false",
+        help="no INFO line per request",
+    )
     return serve
 
 
+def check_flags(args) -> str | None:
+    """The first flag out of its range (NaN and infinities included), as a message."""
+    for key, (low, inclusive, high) in _RANGES.items():
+        value = getattr(args, key, _DEFAULTS.get(key))
+        ok = (value >= low if inclusive else value > low) and value <= high
+        if not (ok and math.isfinite(value)):
+            flag = "--" + key.replace("_", "-")
+            return f"{flag} must be {'>=' if inclusive else '>'} {low} and <= {high}, got {value}"
+    return None
+
+
 def cmd_serve(args, workdir: Path, out=sys.stdout) -> int:
-    """Loads the newest models, then serves until SIGINT or SIGTERM.
+    """Loads the newest models, then serves until SIGINT or SIGTERM, then drains.
 
     Args:
       args: ``serving_dir`` (None: ``<workdir>/serving``), ``host``, ``port``,
-        ``poll_seconds``.
+        ``poll_seconds``, ``workers``, ``queue``, ``request_timeout_seconds``,
+        ``read_timeout_seconds``, ``max_connections``, ``drain_seconds``, ``access_log``
+        (the last seven default when absent).
       workdir: the working directory (:func:`workdir_from`).
       out: where the listening line is printed.
 
     Returns:
-      The exit code: 0 after a clean shutdown, 2 for a bad flag or a port in use.
+      The exit code: 0 after a shutdown (drained or not), 2 for a bad flag or a port in
+      use.
     """
-    if args.poll_seconds <= 0:
-        print(f"movierec: --poll-seconds must be > 0, got {args.poll_seconds}", file=sys.stderr)
+    problem = check_flags(args)
+    if problem:
+        print(f"movierec: {problem}", file=sys.stderr)
         return 2
     # Imported here so that building the CLI's parser does not load TensorFlow.
     from serving import server as server_lib
     from serving import service
 
+    flag = {key: getattr(args, key, default) for key, default in _DEFAULTS.items()}
     serving_dir = Path(args.serving_dir) if args.serving_dir else workdir / "serving"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    log = logging.getLogger("serving.commands")
     store = service.open_store(serving_dir)
     store.poll()
+    dir_problem = server_lib.serving_dir_problem(store)
+    if dir_problem:
+        log.warning("%s: not ready until models are pushed there", dir_problem)
+    limits = server_lib.Limits(
+        workers=flag["workers"],
+        queue=flag["queue"],
+        request_timeout=flag["request_timeout_seconds"],
+        read_timeout=flag["read_timeout_seconds"],
+        max_connections=flag["max_connections"],
+    )
     try:
-        server = server_lib.make_server(store, args.host, args.port)
+        server = server_lib.make_server(
+            store, args.host, args.port, limits, access_log=flag["access_log"]
+        )
     except OSError as err:
         print(f"movierec: cannot listen on {args.host}:{args.port}: {err}", file=sys.stderr)
         return 2
@@ -84,14 +181,19 @@ def cmd_serve(args, workdir: Path, out=sys.stdout) -> int:
     )
 
     def stop(signum, frame):
+        if server.app.draining:
+            return
+        server.app.draining = True  # /readyz answers 503 from now on
+        log.info("%s: draining (up to %g s)", signal.Signals(signum).name, flag["drain_seconds"])
         # shutdown() waits for serve_forever() to return, so it cannot run on its thread.
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        drained = server.drain(flag["drain_seconds"])
+        log.info("drained; exiting" if drained else "drain period over; exiting")
     finally:
         store.stop()
         server.server_close()

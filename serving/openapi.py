@@ -5,7 +5,7 @@ and the largest ``k`` are those being served; the fuzz test (``tests/serving/tes
 generates requests from it and checks every answer against it.
 """
 
-from serving import names, service, validation
+from serving import names, service, tf_serving, validation
 from serving.store import Snapshot
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -264,7 +264,14 @@ _SCHEMAS = {
         "type": "object",
         "description": "Row format (instances) or columnar format (inputs), not both. An "
         "instance is an object keyed by input name, or the bare value when the signature "
-        'has one input; binary strings are {"b64": ...}.',
+        'has one input; binary strings are {"b64": ...}. Float inputs take NaN and '
+        "Infinity as TF Serving does. Limits (400 beyond, naming them): at most "
+        + ", ".join(f"{n} rows for {m}" for m, n in tf_serving.MAX_ROWS.items())
+        + f" per request; an answer of at most {tf_serving.MAX_RESPONSE_BYTES} bytes of "
+        "JSON; every input of a signature with the same number of rows and no ragged "
+        "lists; numbers within the input's dtype. Every JSON body: integers of at most "
+        f"{validation.MAX_INT_DIGITS} digits (a literal beyond a double, 1e400, is "
+        "out of range of any float input), nesting less than about 1,000 deep.",
         "properties": {
             "signature_name": {"type": "string", "default": "serving_default"},
             "instances": {

@@ -2,7 +2,8 @@
 
 ``serving.commands`` builds a :class:`ModelStore` (``serving.service.open_store``), calls
 :meth:`ModelStore.poll` once and :meth:`ModelStore.start` to poll every few seconds;
-``serving.server`` reads :attr:`ModelStore.snapshot` once per request.
+``serving.server`` reads :attr:`ModelStore.snapshot` once per request and
+:meth:`ModelStore.status` for readiness and metrics.
 
 Like TF Serving's default version policy, each model serves the highest version under
 ``<serving_dir>/<name>/`` that loads. A new version is loaded and prepared completely (its
@@ -10,19 +11,39 @@ Like TF Serving's default version policy, each model serves the highest version 
 new immutable :class:`Snapshot`; a request keeps the snapshot it started with, so in-flight
 requests finish on the old models, which are freed when the last of them returns.
 
-A version that fails to load is logged once, naming it, and skipped while the previous
-version keeps serving. It is remembered with a fingerprint of its files (names, sizes,
-mtimes), so it is not retried every poll, but is retried once its files change (a version
-copied in by hand, seen half-written).
+Faults are isolated per model: an error listing one model's versions or loading one of them
+never stops the other models of the same poll, and the poll still swaps in what did load.
+A version that fails to load is skipped while the previous version keeps serving (or the
+next version down is tried), and the failure is classified:
+
+- temporary (an ``OSError`` carrying an errno such as ``EACCES``, ``EMFILE``, ``ENFILE`` or
+  ``ENOMEM``; ``MemoryError``; TensorFlow's permission-denied, resource-exhausted and
+  unavailable errors; a version directory that disappears mid-load): retried with
+  exponential backoff, :data:`RETRY_INITIAL_SECONDS` doubling up to
+  :data:`RETRY_MAX_SECONDS` of the store's monotonic ``clock``, with no change on disk
+  needed; sooner if its files change;
+- permanent (anything else: a corrupt or non-SavedModel ``saved_model.pb``, missing
+  variables, a ``prepare`` hook's ``ValueError``, ...): remembered with a fingerprint of its
+  files (names, sizes, mtimes) and retried only once they change (a version copied in by
+  hand, seen half-written).
+
+Logging follows state changes, not polls: one line when a model's listing starts failing
+and one when it works again, one when a version fails (or fails differently) and one when it
+loads after failing, one when the serving directory goes missing or comes back. Expected
+failures are logged without a traceback.
 """
 
 import dataclasses
+import errno
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+import tensorflow as tf
 
 from serving import tf_serving
 from serving.names import MODEL_NAMES, list_versions
@@ -33,6 +54,33 @@ log = logging.getLogger(__name__)
 # Builds what a model serves besides its signatures (catalogue arrays, embeddings, ...) and
 # raises if the model cannot serve; a version whose hook raises is skipped like a corrupt one.
 Prepare = Callable[[LoadedModel], Any]
+
+# Backoff of a version that failed for a temporary reason: seconds until the first retry,
+# doubled after each further failure up to the cap.
+RETRY_INITIAL_SECONDS = 1.0
+RETRY_MAX_SECONDS = 60.0
+
+# The states of ``ModelStore.status()["models"][name]["state"]``.
+SERVING, NOT_FOUND, FAILING = "serving", "not_found", "failing"
+
+# errnos of failures that go away without the files changing: permissions fixed, file
+# descriptors or memory freed, a busy or flaky file system, a directory replaced under us.
+_TEMPORARY_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "EACCES", "EPERM", "EMFILE", "ENFILE", "ENOMEM", "ENOBUFS", "EAGAIN", "EINTR",
+        "EBUSY", "EIO", "ETIMEDOUT", "ESTALE", "ENOENT", "ENOTDIR",
+    )
+    if hasattr(errno, name)
+)  # fmt: skip
+# TensorFlow's file system raises its own errors, not OSError, for the same conditions.
+_TEMPORARY_TF_ERRORS = (
+    tf.errors.PermissionDeniedError,
+    tf.errors.ResourceExhaustedError,
+    tf.errors.UnavailableError,
+    tf.errors.DeadlineExceededError,
+    tf.errors.AbortedError,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +99,25 @@ class Snapshot:
         return {name: model.version for name, model in self.models.items()}
 
 
+@dataclasses.dataclass
+class _Failure:
+    """The last failed load of one version.
+
+    Attributes:
+      fingerprint: its files when it failed; a change means retry now.
+      reason: ``"<Type>: <first line>"`` of the error.
+      temporary: retried after ``retry_at`` without a change on disk.
+      attempts: consecutive failed loads.
+      retry_at: the store clock's time of the next retry (temporary failures only).
+    """
+
+    fingerprint: tuple
+    reason: str
+    temporary: bool
+    attempts: int
+    retry_at: float
+
+
 class ModelStore:
     """Loads the newest good version of each model of a serving directory.
 
@@ -58,6 +125,8 @@ class ModelStore:
       serving_dir: the Pusher's serving directory (``<serving_dir>/<name>/<version>/``).
       names: the model names to serve.
       prepare: model name -> hook run on each newly loaded version of that model.
+      clock: monotonic seconds, for the retry backoff (tests pass a fake one).
+      retry_initial_seconds, retry_max_seconds: backoff of temporary load failures.
     """
 
     def __init__(
@@ -65,12 +134,26 @@ class ModelStore:
         serving_dir: str | os.PathLike,
         names: Iterable[str] = MODEL_NAMES,
         prepare: Mapping[str, Prepare] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        retry_initial_seconds: float = RETRY_INITIAL_SECONDS,
+        retry_max_seconds: float = RETRY_MAX_SECONDS,
     ):
         self.serving_dir = Path(serving_dir)
         self.names = tuple(names)
         self._prepare = dict(prepare or {})
+        self._clock = clock
+        self._retry_initial = retry_initial_seconds
+        self._retry_max = retry_max_seconds
         self._snapshot = Snapshot({}, {})
-        self._bad: dict[tuple[str, int], tuple] = {}  # (name, version) -> file fingerprint
+        # What status() reports; written by poll() under _state_lock, read by status().
+        self._state_lock = threading.Lock()
+        self._problem: str | None = None  # the serving directory's, if any
+        self._list_errors: dict[str, str] = {}  # name -> why its versions cannot be listed
+        self._found: dict[str, bool] = {}  # name -> versions were listed on disk
+        self._failures: dict[tuple[str, int], _Failure] = {}  # (name, version) -> last failure
+        self._poll_errors: dict[str, str] = {}  # name -> an unexpected error of its poll
+        self._reload_failures = dict.fromkeys(self.names, 0)
         self._poll_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -82,29 +165,86 @@ class ModelStore:
 
     @property
     def skipped(self) -> dict[tuple[str, int], tuple]:
-        """``(name, version)`` -> fingerprint of each version that failed to load; it is
-        retried only once its files change."""
-        return dict(self._bad)
+        """``(name, version)`` -> fingerprint of each listed version whose last load failed
+        (temporarily or permanently)."""
+        with self._state_lock:
+            return {key: failure.fingerprint for key, failure in self._failures.items()}
+
+    def status(self) -> dict:
+        """What the store serves and why it does not serve more; safe to call during a poll.
+
+        Returns:
+          ``{"serving_dir": str, "problem": str | None, "models": {name: {"version":
+          int | None, "state": str, "reason": str | None}}, "reload_failures": {name:
+          int}}``. ``problem`` says what is wrong with the serving directory itself (e.g.
+          ``"serving directory /x does not exist"``). A model's ``state`` is ``"serving"``
+          (``version`` is served; ``reason`` is None, or says why no newer version is: its
+          listing fails or a newer version failed to load), ``"not_found"`` (no version on
+          disk yet) or ``"failing"`` (its versions cannot be listed or none loads; ``reason``
+          says why). ``reload_failures`` counts failed load attempts per model since start.
+        """
+        with self._state_lock:
+            snapshot = self._snapshot
+            models = {}
+            for name in self.names:
+                served = snapshot.models.get(name)
+                version = None if served is None else served.version
+                reasons = []
+                if name in self._poll_errors:
+                    reasons.append(self._poll_errors[name])
+                if name in self._list_errors:
+                    reasons.append(self._list_errors[name])
+                for (failed, v), failure in sorted(self._failures.items(), reverse=True):
+                    if failed == name and (version is None or v > version):
+                        retry = " (temporary, will retry)" if failure.temporary else ""
+                        reasons.append(f"version {v} failed to load: {failure.reason}{retry}")
+                reason = "; ".join(reasons) or None
+                if version is not None:
+                    state = SERVING
+                elif reason is not None:
+                    state = FAILING
+                elif self._found.get(name):
+                    state, reason = FAILING, "no version loaded yet"
+                else:
+                    state = NOT_FOUND
+                models[name] = {"version": version, "state": state, "reason": reason}
+            return {
+                "serving_dir": str(self.serving_dir),
+                "problem": self._problem,
+                "models": models,
+                "reload_failures": dict(self._reload_failures),
+            }
 
     def poll(self) -> list[tuple[str, int]]:
         """Loads the models whose newest good version is not the one served, then swaps.
+
+        Each model is polled on its own: what fails for one never stops the others.
 
         Returns:
           ``(name, version)`` of each model that switched version (empty if none did).
         """
         with self._poll_lock:  # the poller thread and an explicit poll() never interleave
+            self._check_serving_dir()
             current = self._snapshot
             models, views = dict(current.models), dict(current.views)
-            switched = []
+            switched, found = [], {}
             for name in self.names:
-                loaded = self._load_newest(name, current.models.get(name))
+                try:
+                    loaded = self._poll_model(name, current.models.get(name), found)
+                except Exception as err:  # a bug or the unforeseen: isolate it to this model
+                    self._poll_failed(name, err)
+                    continue
+                self._poll_recovered(name)
                 if loaded is not None:
                     models[name], view = loaded
                     if name in self._prepare:
                         views[name] = view
                     switched.append((name, models[name].version))
+            with self._state_lock:  # status() sees the new models with what was found
+                if switched:
+                    self._snapshot = Snapshot(models, views)  # the one atomic swap
+                self._found.update(found)
             if switched:
-                self._snapshot = Snapshot(models, views)  # the one atomic swap
                 log.info("now serving %s", ", ".join(f"{n} v{v}" for n, v in switched))
             return switched
 
@@ -126,37 +266,159 @@ class ModelStore:
             self._thread = None
 
     def _poll_forever(self, interval_seconds: float) -> None:
+        failing = False
         while not self._stop.wait(interval_seconds):
             try:
                 self.poll()
             except Exception:  # a poll must never kill the poller; the next one may succeed
-                log.exception("polling %s failed", self.serving_dir)
+                if not failing:
+                    log.exception("polling %s failed", self.serving_dir)
+                failing = True
+            else:
+                failing = False
 
-    def _load_newest(self, name: str, served: LoadedModel | None) -> tuple[LoadedModel, Any] | None:
+    def _check_serving_dir(self) -> None:
+        try:
+            problem = (
+                None
+                if self.serving_dir.is_dir()
+                else f"serving directory {self.serving_dir} does not exist"
+                if not self.serving_dir.exists()
+                else f"serving directory {self.serving_dir} is not a directory"
+            )
+        except OSError as err:
+            problem = f"cannot read serving directory {self.serving_dir}: {_brief(err)}"
+        with self._state_lock:
+            before, self._problem = self._problem, problem
+        if problem != before:
+            if problem is not None:
+                log.error("%s", problem)
+            else:
+                log.info("serving directory %s is readable again", self.serving_dir)
+
+    def _poll_failed(self, name: str, err: Exception) -> None:
+        reason = f"polling failed: {_brief(err)}"
+        with self._state_lock:
+            before, self._poll_errors[name] = self._poll_errors.get(name), reason
+        if reason != before:
+            log.error("%s: %s", name, reason, exc_info=err)
+
+    def _poll_recovered(self, name: str) -> None:
+        with self._state_lock:
+            before = self._poll_errors.pop(name, None)
+        if before is not None:
+            log.info("%s: polling works again", name)
+
+    def _list(self, name: str) -> list[int] | None:
+        """The versions of one model on disk, None (logged once) if they cannot be listed."""
+        base = self.serving_dir / name
+        try:
+            versions = list_versions(base)
+        except OSError as err:
+            reason = f"cannot list {base}: {_brief(err)}"
+            with self._state_lock:
+                before, self._list_errors[name] = self._list_errors.get(name), reason
+            if reason != before:
+                log.error("%s: %s", name, reason)
+            return None
+        with self._state_lock:
+            recovered = self._list_errors.pop(name, None) is not None
+            listed = set(versions)
+            for key in [k for k in self._failures if k[0] == name and k[1] not in listed]:
+                del self._failures[key]  # deleted (or replaced by a rename) on disk
+        if recovered:
+            log.info("%s: listing works again", name)
+        return versions
+
+    def _poll_model(
+        self, name: str, served: LoadedModel | None, found: dict[str, bool]
+    ) -> tuple[LoadedModel, Any] | None:
         """The newest version that loads, unless that is ``served``; None keeps ``served``.
 
         Versions are tried newest first, so a bad newest version falls back to the next
         one down; ``served`` is kept when nothing newer loads (or it was deleted and
-        nothing else does).
+        nothing else does), and when the versions cannot be listed. Sets ``found[name]``
+        to whether any version is on disk, once listed.
         """
-        base = self.serving_dir / name
-        for version in reversed(list_versions(base)):
+        versions = self._list(name)
+        if versions is None:
+            return None
+        found[name] = bool(versions)
+        for version in reversed(versions):
             if served is not None and version == served.version:
                 return None
-            path = base / str(version)
-            fingerprint = _fingerprint(path)
-            if self._bad.get((name, version)) == fingerprint:
-                continue
-            try:
-                model = tf_serving.load_model(name, version, path)
-                view = self._prepare[name](model) if name in self._prepare else None
-            except Exception as err:  # any failure means this version cannot serve
-                self._bad[(name, version)] = fingerprint
-                log.error("skipping %s version %d (%s): %s", name, version, path, _brief(err))
-                continue
-            log.info("loaded %s version %d from %s", name, version, path)
-            return model, view
+            loaded = self._try_load(name, version)
+            if loaded is not None:
+                return loaded
         return None
+
+    def _try_load(self, name: str, version: int) -> tuple[LoadedModel, Any] | None:
+        """Loads and prepares one version unless it is known bad; None if it fails."""
+        path = self.serving_dir / name / str(version)
+        fingerprint = _fingerprint(path)
+        with self._state_lock:
+            failure = self._failures.get((name, version))
+        if failure is not None and failure.fingerprint == fingerprint:
+            if not failure.temporary or self._clock() < failure.retry_at:
+                return None
+        try:
+            model = tf_serving.load_model(name, version, path)
+            view = self._prepare[name](model) if name in self._prepare else None
+        except Exception as err:  # any failure means this version cannot serve now
+            self._load_failed(name, version, path, fingerprint, failure, err)
+            return None
+        with self._state_lock:
+            self._failures.pop((name, version), None)
+        if failure is None:
+            log.info("loaded %s version %d from %s", name, version, path)
+        else:
+            log.info(
+                "loaded %s version %d from %s after %d failed attempt(s)",
+                name, version, path, failure.attempts,
+            )  # fmt: skip
+        return model, view
+
+    def _load_failed(
+        self,
+        name: str,
+        version: int,
+        path: Path,
+        fingerprint: tuple,
+        before: _Failure | None,
+        err: Exception,
+    ) -> None:
+        temporary = _is_temporary(err) or not path.is_dir()  # or removed mid-load
+        reason = _brief(err) if path.is_dir() else f"{_brief(err)} (the directory disappeared)"
+        attempts = 1 if before is None else before.attempts + 1
+        delay = min(self._retry_initial * 2 ** (attempts - 1), self._retry_max)
+        failure = _Failure(fingerprint, reason, temporary, attempts, self._clock() + delay)
+        with self._state_lock:
+            self._failures[(name, version)] = failure
+            self._reload_failures[name] = self._reload_failures.get(name, 0) + 1
+        if before is not None and (before.reason, before.temporary) == (reason, temporary):
+            return  # the same failure again: logged when it started
+        if temporary:
+            log.warning(
+                "skipping %s version %d (%s) for now: %s; retrying with backoff (%g s, up"
+                " to %g s)",
+                name, version, path, reason, delay, self._retry_max,
+            )  # fmt: skip
+        else:
+            log.error(
+                "skipping %s version %d (%s): %s; retried once its files change",
+                name, version, path, reason,
+            )  # fmt: skip
+
+
+def _is_temporary(err: BaseException) -> bool:
+    """Whether ``err`` may go away without the version's files changing.
+
+    TensorFlow raises ``OSError`` without an errno for a corrupt or missing SavedModel
+    file, so only an errno from the OS makes an ``OSError`` temporary.
+    """
+    if isinstance(err, (MemoryError, *_TEMPORARY_TF_ERRORS)):
+        return True
+    return isinstance(err, OSError) and err.errno in _TEMPORARY_ERRNOS
 
 
 def _fingerprint(path: Path) -> tuple:

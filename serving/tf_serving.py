@@ -18,6 +18,7 @@ The JSON follows TF Serving's REST API document (``api_rest.md``):
 import base64
 import binascii
 import dataclasses
+import math
 import os
 import re
 from pathlib import Path
@@ -28,12 +29,19 @@ import tensorflow as tf
 from google.protobuf import json_format
 from tensorflow.python.saved_model import loader_impl
 
-from serving import loading
+from serving import loading, names, validation
 from serving.errors import ApiError, bad_request, not_found
 
 DEFAULT_SIGNATURE = "serving_default"
-# Bounds the work one request can ask for; the 1 MB body limit bounds it further.
-MAX_BATCH = 10_000
+# Rows (instances, or the 0-th dimension of columnar inputs) one :predict may ask for, per
+# model, like TF Serving's batching max_batch_size. Measured on the pushed models (k=100):
+# a retrieval row answers about 5.4 KB of JSON (10,000 rows: 53.8 MB after 5 s of CPU),
+# so 100 rows stay near 0.5 MB; a ranking row answers about 20 bytes (1,000 rows: 20 KB).
+MAX_ROWS = {names.RETRIEVAL: 100, names.RETRIEVAL_BRUTE_FORCE: 100, names.RANKING: 1_000}
+DEFAULT_MAX_ROWS = 1_000  # a model name not in MAX_ROWS
+# Bounds the JSON of one answer (estimated from the output tensors before writing them):
+# 100 retrieval rows at k=1,000 still fit; an answer this large means ask for fewer rows.
+MAX_RESPONSE_BYTES = 8 << 20
 _MAX_RANK = 32
 
 _INTEGER_TYPES = (tf.int8, tf.uint8, tf.int16, tf.uint16, tf.int32, tf.uint32, tf.int64)
@@ -168,11 +176,21 @@ def predict(model: LoadedModel, body: Any) -> dict:
         columns, row_format = _columns_from_inputs(body["inputs"], specs), False
     else:
         raise bad_request("Missing 'instances' or 'inputs' key in the request")
-    tensors = {name: _to_tensor(name, columns[name], spec) for name, spec in specs.items()}
+    max_rows = MAX_ROWS.get(model.name, DEFAULT_MAX_ROWS)
+    tensors = {
+        name: _to_tensor(name, columns[name], spec, max_rows) for name, spec in specs.items()
+    }
+    _check_same_rows(tensors, specs, row_format)
     try:
         outputs = model.signatures[signature](**tensors)
     except tf.errors.InvalidArgumentError as err:
         raise bad_request(_op_error(err.message)) from err
+    size = sum(_json_size(name, tensor) for name, tensor in outputs.items())
+    if size > MAX_RESPONSE_BYTES:
+        raise bad_request(
+            f"the answer would have about {size} bytes of JSON; at most {MAX_RESPONSE_BYTES}: "
+            "send fewer rows"
+        )
     values = {name: _json_value(name, tensor) for name, tensor in outputs.items()}
     if not row_format:
         return {"outputs": next(iter(values.values())) if len(values) == 1 else values}
@@ -226,13 +244,40 @@ def _is_b64(value: Any) -> bool:
     return isinstance(value, dict) and set(value) == {"b64"}
 
 
-def _to_tensor(name: str, value: Any, spec: tf.TensorSpec) -> tf.Tensor:
+def _check_same_rows(tensors: dict[str, tf.Tensor], specs, row_format: bool) -> None:
+    """Inputs with a batch dimension must agree on it (TensorFlow would broadcast or fail)."""
+    rows = {
+        name: int(tensor.shape[0])
+        for name, tensor in tensors.items()
+        if specs[name].shape.rank and specs[name].shape[0] is None and tensor.shape.rank
+    }
+    if len(set(rows.values())) > 1:
+        shown = ", ".join(f"{name!r} has {n}" for name, n in sorted(rows.items()))
+        where = "instances" if row_format else "'inputs'"
+        raise bad_request(f"the {where} disagree on the number of rows: {shown}")
+
+
+def _json_size(name: str, tensor: tf.Tensor) -> int:
+    """About how many bytes of JSON :func:`_json_value` writes for ``tensor``."""
+    n = int(tensor.shape.num_elements() or 0)
+    if tensor.dtype == tf.string:
+        text = int(tf.reduce_sum(tf.strings.length(tensor)).numpy()) if n else 0
+        if name.endswith("_bytes"):
+            text = text * 4 // 3 + 10 * n  # base64 and {"b64": ...}
+        return text + 4 * n  # quotes, comma, space
+    return (7 if tensor.dtype == tf.bool else 21) * n
+
+
+def _to_tensor(name: str, value: Any, spec: tf.TensorSpec, max_rows: int) -> tf.Tensor:
     """A JSON (nested list) value as a tensor of ``spec``'s dtype and a compatible shape."""
-    shape, leaves = _shape_and_leaves(name, value, 0)
+    shape, leaves = _shape_and_leaves(name, value, 0, ())
     if 0 in shape:
         raise bad_request(f"input {name!r} is empty (shape {list(shape)})")
-    if shape and shape[0] > MAX_BATCH:
-        raise bad_request(f"input {name!r} has {shape[0]} rows; at most {MAX_BATCH} per request")
+    if shape and shape[0] > max_rows:
+        raise bad_request(
+            f"input {name!r} has {shape[0]} rows; this model takes at most {max_rows} "
+            "per request"
+        )
     if not spec.shape.is_compatible_with(shape):
         raise bad_request(
             f"input {name!r} has shape {list(shape)}; the signature expects {spec.shape}"
@@ -241,18 +286,29 @@ def _to_tensor(name: str, value: Any, spec: tf.TensorSpec) -> tf.Tensor:
     return tf.constant(array.reshape(shape), dtype=spec.dtype)
 
 
-def _shape_and_leaves(name: str, value: Any, depth: int) -> tuple[tuple[int, ...], list]:
+def _shape_and_leaves(
+    name: str, value: Any, depth: int, at: tuple[int, ...]
+) -> tuple[tuple[int, ...], list]:
+    """``value``'s shape and its leaves in row-major order; ``at`` is its index path."""
     if not isinstance(value, list):
         return (), [value]
     if depth >= _MAX_RANK:
         raise bad_request(f"input {name!r} is nested deeper than {_MAX_RANK} lists")
     if not value:
         return (0,), []
-    parts = [_shape_and_leaves(name, item, depth + 1) for item in value]
+    parts = [_shape_and_leaves(name, item, depth + 1, (*at, i)) for i, item in enumerate(value)]
     inner = parts[0][0]
-    if any(shape != inner for shape, _ in parts):
-        raise bad_request(f"input {name!r} is ragged: lists at one depth differ in length")
+    for i, (shape, _) in enumerate(parts):
+        if shape != inner:
+            raise bad_request(
+                f"input {name!r} is ragged: {_where((*at, i))} has shape {list(shape)} but "
+                f"{_where((*at, 0))} has {list(inner)}; every row needs the same shape"
+            )
     return (len(value), *inner), [leaf for _, leaves in parts for leaf in leaves]
+
+
+def _where(at: tuple[int, ...]) -> str:
+    return f"row {at[0]}" + "".join(f"[{i}]" for i in at[1:])
 
 
 def _np_dtype(spec: tf.TensorSpec):
@@ -284,7 +340,12 @@ def _leaf(name: str, leaf: Any, dtype: tf.DType):
             return leaf
     elif dtype in _FLOAT_TYPES:
         if isinstance(leaf, int | float) and not isinstance(leaf, bool):
-            return leaf
+            value = float(leaf)  # NaN and Infinity are TF Serving's, so allowed
+            if isinstance(leaf, validation.OverflowedNumber):
+                raise bad_request(f"input {name!r}: {leaf.text} is out of range for {dtype.name}")
+            if math.isfinite(value) and abs(value) > dtype.max:
+                raise bad_request(f"input {name!r}: {leaf} is out of range for {dtype.name}")
+            return value
     else:
         raise bad_request(f"input {name!r} has dtype {dtype.name}, which JSON cannot carry")
     shown = type(leaf).__name__ if not isinstance(leaf, dict | list) else "an object"

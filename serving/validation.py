@@ -6,7 +6,9 @@
 here are also the ones ``serving.openapi`` documents.
 """
 
+import json
 import math
+import sys
 import urllib.parse
 from typing import Any
 
@@ -100,3 +102,76 @@ def _json_type(value: Any) -> str:
     if isinstance(value, int | float):
         return "a number" if math.isfinite(value) else "a non-finite number"
     return {str: "a string", list: "an array", dict: "an object"}.get(type(value), "a value")
+
+
+def parse_json(body: bytes) -> Any:
+    """A request body as JSON; any body a client can send that is not JSON is a 400 naming why.
+
+    Accepted as ``json.loads`` does, except numbers JSON can write but this server cannot
+    hold: an integer of more than :data:`MAX_INT_DIGITS` digits (no dtype nor field takes
+    one). A float literal that overflows a double (``1e400``) is an infinite
+    :class:`OverflowedNumber`, rejected by the field or input it is in. The bare tokens ``NaN``,
+    ``Infinity`` and ``-Infinity`` are accepted everywhere, since TF Serving takes them in
+    ``:predict`` float inputs; the product endpoints have no float field, so there they are
+    a wrong type of their field. Lone surrogates (``"\\ud800"``) parse; the fields that
+    hold text reject them.
+
+    Nesting is bounded by the recursion limit of ``json``'s C scanner (about 1,000 deep),
+    which raises instead of overflowing the stack; ``:predict`` takes at most rank 32.
+
+    Raises:
+      ApiError: 400 for an empty body, invalid UTF-8, malformed JSON, nesting too deep for
+        the scanner, or one of the numbers above.
+    """
+    if not body:
+        raise bad_request("the request needs a JSON body")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise bad_request(f"the body is not UTF-8: {err.reason} at byte {err.start}") from err
+    try:
+        return json.loads(text, parse_int=_parse_int, parse_float=_parse_float)
+    except _BadNumber as err:
+        raise bad_request(f"the body has {err}") from err
+    except json.JSONDecodeError as err:
+        where = f"line {err.lineno} column {err.colno}"
+        raise bad_request(f"malformed JSON: {err.msg} at {where}") from err
+    except RecursionError as err:  # json's C scanner stops at the recursion limit
+        raise bad_request(
+            f"malformed JSON: nested too deeply (at most about {sys.getrecursionlimit()})"
+        ) from err
+    except ValueError as err:  # no client input should get here
+        raise bad_request(f"malformed JSON: {err}") from err
+
+
+# No dtype :predict takes holds more than 20 digits, nor does any product field.
+MAX_INT_DIGITS = 100
+
+
+class _BadNumber(ValueError):
+    pass
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise _BadNumber(
+            f"an integer of {len(text.lstrip('-'))} digits ({text[:12]}...); "
+            f"at most {MAX_INT_DIGITS} digits"
+        )
+    return int(text)
+
+
+class OverflowedNumber(float):
+    """A JSON number literal beyond a double (``1e400``): infinite, as ``json`` makes it,
+    but told apart from the ``Infinity`` token, so ``:predict`` can name the input it
+    overflows and a product field calls it a non-finite number."""
+
+    def __new__(cls, text: str):
+        number = super().__new__(cls, text)
+        number.text = text if len(text) <= 24 else f"{text[:20]}..."
+        return number
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    return OverflowedNumber(text) if math.isinf(value) else value

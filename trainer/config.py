@@ -5,6 +5,8 @@
 
 import dataclasses
 import math
+import numbers
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +16,36 @@ from serving.names import DEFAULT_RETRIEVAL_K
 # re-ranker only when that beats retrieval order on the validation cut; "off" never re-ranks;
 # "on" always does.
 RERANK_MODES = ("auto", "on", "off")
+
+# Bounds of the numeric fields: (low, high, low is allowed, high is allowed). Counts and
+# widths stay within int32, what TensorFlow shapes and tf.data batch sizes take; the seed
+# within what numpy's and TensorFlow's seeding both take.
+_INT32_MAX = 2**31 - 1
+_COUNT = (1, _INT32_MAX, True, True)
+_RATE = (0.0, math.inf, False, False)  # learning rates: finite and > 0
+_PENALTY = (0.0, math.inf, True, False)  # L2 penalties: finite and >= 0
+_RANGES = {
+    "hidden_dim": _COUNT,
+    "batch_size": _COUNT,
+    "epochs": _COUNT,
+    "validate_every": _COUNT,
+    "ease_rank": _COUNT,
+    "embedding_dim": _COUNT,
+    "rating_batch_size": _COUNT,
+    "rating_epochs": _COUNT,
+    "candidates": _COUNT,
+    "seed": (0, 2**32 - 1, True, True),
+    "dropout": (0.0, 1.0, True, False),
+    "l2": _PENALTY,
+    "learning_rate": _RATE,
+    "rating_l2": _PENALTY,
+    "rating_learning_rate": _RATE,
+    "validation_fraction": (0.0, 1.0, False, False),
+    "ease_lambdas": _RATE,
+    "blend_weights": (0.0, 1.0, True, True),
+}
+_INT_TEXT = re.compile(r"[+-]?[0-9]{1,18}")
+_FLOAT_TEXT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,3})?")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,42 +107,9 @@ class TrainerConfig:
     refit: bool = False
 
     def __post_init__(self):
-        positive = (
-            "hidden_dim",
-            "batch_size",
-            "epochs",
-            "validate_every",
-            "ease_rank",
-            "embedding_dim",
-            "rating_batch_size",
-            "rating_epochs",
-            "candidates",
-        )
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ValueError(f"trainer config: {name} must be > 0, got {getattr(self, name)}")
-        for name in ("learning_rate", "rating_learning_rate"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"trainer config: {name} must be finite and > 0, got {value}")
-        for name in ("l2", "rating_l2"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"trainer config: {name} must be finite and >= 0, got {value}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"trainer config: dropout must be in [0, 1), got {self.dropout}")
-        if not 0.0 < self.validation_fraction < 1.0:
-            raise ValueError(
-                "trainer config: validation_fraction must be in (0, 1), got "
-                f"{self.validation_fraction}"
-            )
-        if not self.ease_lambdas or any(
-            not (math.isfinite(v) and v > 0) for v in self.ease_lambdas
-        ):
-            raise ValueError(f"trainer config: ease_lambdas must be > 0, got {self.ease_lambdas}")
-        if not self.blend_weights or any(not 0.0 <= w <= 1.0 for w in self.blend_weights):
-            raise ValueError(
-                f"trainer config: blend_weights must be in [0, 1], got {self.blend_weights}"
+        for field in dataclasses.fields(self):  # frozen: normalise through object
+            object.__setattr__(
+                self, field.name, _check_field(field.name, getattr(self, field.name))
             )
         if self.rerank not in RERANK_MODES:
             raise ValueError(
@@ -120,30 +119,30 @@ class TrainerConfig:
 
     @classmethod
     def from_custom_config(cls, custom_config: Mapping[str, Any] | None) -> "TrainerConfig":
-        """Builds the config from the Trainer's custom_config dict.
+        """Builds the config from the Trainer's custom_config dict (or ``--trainer-config``).
+
+        Strict about types: a bool field takes only true/false, a list field only a JSON
+        array of numbers, a string field only a string; an int field takes an integer or a
+        string of decimal digits (``"30"``), a float field a number or a string of one
+        (``"1e-3"``); every number must be finite and in the field's range
+        (``__post_init__``).
 
         Raises:
-          ValueError: on a key that is not a field, or a value of the wrong type.
+          ValueError: naming the field, on a key that is not a field, a value of the wrong
+            type or out of range, or a config that is not a JSON object (a mapping).
         """
-        custom_config = dict(custom_config or {})
+        if custom_config is None:
+            custom_config = {}
+        if not isinstance(custom_config, Mapping):
+            raise ValueError(
+                "trainer config: must be a JSON object of field -> value, got "
+                f"{_type_name(custom_config)}"
+            )
         fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(custom_config) - set(fields))
+        unknown = sorted(set(custom_config) - set(fields), key=str)
         if unknown:
             raise ValueError(f"trainer config: unknown keys {unknown}; known: {sorted(fields)}")
-        kwargs = {}
-        for name, value in custom_config.items():
-            default = getattr(cls, name)
-            try:
-                if isinstance(default, tuple):
-                    if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
-                        raise TypeError("not a list")
-                    kwargs[name] = tuple(type(default[0])(v) for v in value)
-                else:
-                    kwargs[name] = type(default)(value)
-            except (TypeError, ValueError) as e:
-                raise ValueError(
-                    f"trainer config: {name}={value!r} is not a {type(default).__name__}"
-                ) from e
+        kwargs = {name: _coerce(name, value) for name, value in custom_config.items()}
         return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
@@ -151,3 +150,133 @@ class TrainerConfig:
         return {
             k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
         }
+
+
+def _kind(name: str) -> type:
+    """The type of a field: int, float, tuple (of floats), bool or str."""
+    return type(getattr(TrainerConfig, name))
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, numbers.Number):
+        return "a number"
+    if isinstance(value, str | bytes):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "an array"
+    return type(value).__name__
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """A custom_config (JSON) value as the field's type; ranges are ``__post_init__``'s.
+
+    Raises:
+      ValueError: "trainer config: <name>=<value> is not a <type>".
+    """
+    kind = _kind(name)
+    expected = {
+        int: "an int (an integer)",
+        float: "a float (a number)",
+        tuple: "a tuple (a JSON array of numbers)",
+        bool: "a bool (true or false)",
+        str: "a str (a string)",
+    }[kind]
+    error = ValueError(f"trainer config: {name}={_shown(value)} is not {expected}")
+    if kind is tuple:
+        if not isinstance(value, list | tuple):
+            raise error
+        return tuple(_number(value_, float, error) for value_ in value)
+    if kind is bool or kind is str:
+        if not isinstance(value, kind):
+            raise error
+        return value
+    return _number(value, kind, error)
+
+
+def _number(value: Any, kind: type, error: ValueError) -> int | float:
+    if isinstance(value, str):
+        text = value.strip()
+        pattern = _INT_TEXT if kind is int else _FLOAT_TEXT
+        if not pattern.fullmatch(text):
+            raise error
+        value = kind(text)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise error
+    if kind is int:
+        if not isinstance(value, numbers.Integral):
+            raise error
+        return int(value)
+    return float(value)
+
+
+def _check_field(name: str, value: Any) -> Any:
+    """``value`` of field ``name`` normalised (ints, floats, tuples of floats), checked.
+
+    Raises:
+      ValueError: naming the field when the value has the wrong type or is out of range.
+    """
+    kind = _kind(name)
+    if kind is tuple:
+        if not isinstance(value, list | tuple) or not value:
+            raise ValueError(
+                f"trainer config: {name} must be a non-empty tuple of numbers, got "
+                f"{_shown(value)}"
+            )
+        values = tuple(_checked_number(name, v, float) for v in value)
+        if any(not _in_range(name, v) for v in values):
+            raise ValueError(
+                f"trainer config: {name} must be {_range_text(name)}, got {_shown(value)}"
+            )
+        return values
+    if kind is bool or kind is str:
+        if not isinstance(value, kind):
+            raise ValueError(
+                f"trainer config: {name} must be a {kind.__name__}, got {_type_name(value)}"
+            )
+        return value
+    value = _checked_number(name, value, kind)
+    if not _in_range(name, value):
+        low, _, low_ok, _ = _RANGES[name]
+        if kind is int and low == 1 and low_ok and value < 1:  # a count: say it plainly
+            raise ValueError(f"trainer config: {name} must be > 0, got {value}")
+        raise ValueError(f"trainer config: {name} must be {_range_text(name)}, got {value}")
+    return value
+
+
+def _checked_number(name: str, value: Any, kind: type) -> int | float:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if kind is int:
+        ok = ok and isinstance(value, numbers.Integral)
+    if not ok:
+        raise ValueError(
+            f"trainer config: {name} must be {'an integer' if kind is int else 'a number'}, "
+            f"got {_shown(value)}"
+        )
+    return kind(value)
+
+
+def _in_range(name: str, value: int | float) -> bool:
+    low, high, low_ok, high_ok = _RANGES[name]
+    if not math.isfinite(value):
+        return False
+    return (low <= value if low_ok else low < value) and (
+        value <= high if high_ok else value < high
+    )
+
+
+def _range_text(name: str) -> str:
+    low, high, low_ok, high_ok = _RANGES[name]
+    if high == math.inf:
+        return f"finite and {'>=' if low_ok else '>'} {low}"
+    return f"in {'[' if low_ok else '('}{low}, {high}{']' if high_ok else ')'}"

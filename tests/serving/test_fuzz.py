@@ -3,7 +3,7 @@ gets a 5xx, invalid ones are rejected with a 4xx, and every answer is documented
 content type, body schema). Bounded: a fixed number of examples per operation and mode."""
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis.errors import Unsatisfiable
 
 schemathesis = pytest.importorskip("schemathesis", reason="pip install -e '.[dev]' to fuzz")
@@ -40,6 +40,10 @@ def test_fuzzed_requests_get_documented_answers_and_no_5xx(live):
             )
             @given(case=operation.as_strategy(generation_mode=mode))
             def check(case):
+                # schemathesis writes a path parameter's "?" and "#" unescaped, so such a
+                # request reaches another endpoint than the operation under test.
+                params = (case.path_parameters or {}).values()
+                assume(not any("?" in str(v) or "#" in str(v) for v in params))
                 response = case.call_and_validate(base_url=base_url, checks=CHECKS)
                 calls.append(response.status_code)
 

@@ -316,3 +316,22 @@ def test_serve_flags_and_defaults(tmp_path, capsys):
     args = parser.parse_args(["serve", "--poll-seconds", "0"])
     assert commands.cmd_serve(args, Path(tmp_path)) == 2
     assert "--poll-seconds must be > 0" in capsys.readouterr().err
+
+
+def test_head_answers_get_endpoints_without_a_body(api):
+    # Before: HEAD got 405. Now it is GET without the body, TF Serving's paths included.
+    for path in ("/v1/models/ranking", "/v1/models/ranking/metadata", "/v1/movies/m3/similar"):
+        conn = http.client.HTTPConnection(api.host, api.port, timeout=30)
+        conn.request("GET", path)
+        got = conn.getresponse()
+        size = len(got.read())
+        conn.request("HEAD", path)
+        head = conn.getresponse()
+        assert (head.status, head.read()) == (got.status, b"")
+        assert head.getheader("Content-Length") == str(size)
+        conn.close()
+    conn = http.client.HTTPConnection(api.host, api.port, timeout=30)
+    conn.request("HEAD", "/v1/models/ranking:predict")
+    response = conn.getresponse()
+    assert response.status == 405 and response.getheader("Allow") == "POST"
+    conn.close()
