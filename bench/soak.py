@@ -13,7 +13,8 @@ counts every request that was sent and did not get its answer.
 
 Printed: requests, failed requests (non-2xx answers, or an accepted request whose answer
 never came; target 0), p50/p99 per minute, the server's RSS after warm-up and before the
-SIGTERM (target: < 5% growth), the drain's exit code. Nothing is asserted.
+SIGTERM (target: < 5% growth), the drain's exit code, and how many requests were sent again
+because the server had closed their idle keep-alive connection. Nothing is asserted.
 """
 
 import os
@@ -34,6 +35,9 @@ from pathlib import Path
 import numpy as np
 
 CONCURRENCY = 32
+# Failures of a request on a reused keep-alive connection before any answer byte: the server
+# closed the idle connection (drain, idle timeout) and never read the request.
+_NOT_SENT = (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected)
 RELOAD_EVERY_SECONDS = 60.0
 WARMUP_SECONDS = 20.0
 
@@ -75,6 +79,7 @@ class _Load:
         self.samples: list[tuple[float, float]] = []  # (end time, seconds)
         self.failed: list[str] = []
         self.refused = 0
+        self.resent = 0  # requests sent again after a reused idle connection was closed
 
     def _worker(self, slot: int) -> None:
         stream = _requests(self.ids, random.Random(slot))
@@ -95,18 +100,36 @@ class _Load:
                     time.sleep(0.2)
                     continue
             t0 = time.perf_counter()
-            try:
-                conn.request(method, path, body, headers)
-                response = conn.getresponse()
-                response.read()
-                status = response.status
-                if response.getheader("Connection", "").lower() == "close":
+            for attempt in (1, 2):
+                reused = attempt == 1 and getattr(conn, "answered", False)  # not its first request
+                try:
+                    conn.request(method, path, body, headers)
+                    response = conn.getresponse()
+                    response.read()
+                    status = response.status
+                    conn.answered = True
+                    if response.getheader("Connection", "").lower() == "close":
+                        conn.close()
+                        conn = None
+                    break
+                except _NOT_SENT as err:
+                    # The server had closed this idle keep-alive connection: the request was
+                    # never read, so it is sent again on a new connection, as urllib3, Go's
+                    # net/http and Envoy do. Counted apart from failures.
+                    conn.close()
+                    if reused:
+                        with self.lock:
+                            self.resent += 1
+                        conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+                        continue
+                    status = f"{type(err).__name__}"
+                    conn = None
+                    break
+                except (OSError, http.client.HTTPException) as err:
+                    status = f"{type(err).__name__}"
                     conn.close()
                     conn = None
-            except (OSError, http.client.HTTPException) as err:
-                status = f"{type(err).__name__}"
-                conn.close()
-                conn = None
+                    break
             t1 = time.perf_counter()
             with self.lock:
                 self.samples.append((t1, t1 - t0))
@@ -226,6 +249,7 @@ def run(out=sys.stdout, seconds: float = 600.0, serving_dir: str | None = None) 
             "requests": len(load.samples),
             "failed": len(load.failed),
             "refused_while_not_listening": load.refused,
+            "resent_after_idle_close": load.resent,
             "p99_ms": p99_all,
             "rss_start_mb": rss_start,
             "rss_end_mb": rss_end,
@@ -239,7 +263,8 @@ def run(out=sys.stdout, seconds: float = 600.0, serving_dir: str | None = None) 
             f"  server RSS {rss_start:.0f} MB after warm-up -> {rss_end:.0f} MB before SIGTERM "
             f"({100 * growth:+.1f}%, target < 5%)\n"
             f"  SIGTERM: exit code {drain_code} (0: drained); connections refused while no "
-            f"server listened: {load.refused}",
+            f"server listened: {load.refused}; requests sent again after the server closed an "
+            f"idle keep-alive connection: {load.resent}",
             file=out,
         )
         for failure in load.failed[:10]:

@@ -8,7 +8,8 @@ Flags (validated before anything loads: a non-finite or out-of-range value exits
 message naming the flag): ``--serving-dir``, ``--host``, ``--port`` (0 picks a free one),
 ``--poll-seconds``; the server's bounds ``--workers``, ``--queue``,
 ``--request-timeout-seconds`` (then 504), ``--read-timeout-seconds`` (then 408),
-``--max-connections`` (then 503 and closed), see ``serving.server.Limits``;
+``--max-connections`` (then 503 and closed), ``--idle-timeout-seconds``,
+see ``serving.server.Limits``;
 ``--drain-seconds`` and ``--no-access-log``.
 
 Shutdown: SIGTERM or SIGINT stops accepting connections and answers ``/readyz`` 503 at
@@ -35,6 +36,7 @@ DEFAULT_QUEUE = 64  # c=32 closed-loop load stays well inside it
 DEFAULT_REQUEST_TIMEOUT_SECONDS = 30.0
 DEFAULT_READ_TIMEOUT_SECONDS = 10.0
 DEFAULT_MAX_CONNECTIONS = 256
+DEFAULT_IDLE_TIMEOUT_SECONDS = 60.0  # keep it above a load balancer's own idle timeout
 DEFAULT_DRAIN_SECONDS = 20.0
 
 # flag -> (lowest, lowest allowed itself, highest): numbers checked by cmd_serve.
@@ -46,6 +48,7 @@ _RANGES = {
     "request_timeout_seconds": (0, False, 3600),
     "read_timeout_seconds": (0, False, 3600),
     "max_connections": (1, True, 100_000),
+    "idle_timeout_seconds": (0, False, 86400),
     "drain_seconds": (0, True, 3600),
 }
 _DEFAULTS = {
@@ -54,6 +57,7 @@ _DEFAULTS = {
     "request_timeout_seconds": DEFAULT_REQUEST_TIMEOUT_SECONDS,
     "read_timeout_seconds": DEFAULT_READ_TIMEOUT_SECONDS,
     "max_connections": DEFAULT_MAX_CONNECTIONS,
+    "idle_timeout_seconds": DEFAULT_IDLE_TIMEOUT_SECONDS,
     "drain_seconds": DEFAULT_DRAIN_SECONDS,
     "access_log": True,
 }
@@ -96,6 +100,12 @@ def add_serve_command(subparsers) -> argparse.ArgumentParser:
             "a request (headers and body) not received within this gets 408, closed",
         ),
         ("--max-connections", int, DEFAULT_MAX_CONNECTIONS, "open connections; beyond: 503"),
+        (
+            "--idle-timeout-seconds",
+            float,
+            DEFAULT_IDLE_TIMEOUT_SECONDS,
+            "an idle keep-alive connection is closed after this (sent as Keep-Alive: timeout=)",
+        ),
         (
             "--drain-seconds",
             float,
@@ -162,6 +172,7 @@ def cmd_serve(args, workdir: Path, out=sys.stdout) -> int:
         request_timeout=flag["request_timeout_seconds"],
         read_timeout=flag["read_timeout_seconds"],
         max_connections=flag["max_connections"],
+        idle_timeout=flag["idle_timeout_seconds"],
     )
     try:
         server = server_lib.make_server(

@@ -479,6 +479,11 @@ class _Handler(BaseHTTPRequestHandler):
         ]
         if self.close_connection:
             lines.append("Connection: close")
+        else:
+            # Clients that honour it (urllib3, browsers, Envoy, nginx) close or stop reusing
+            # the connection before the server closes it, so no request is written to a
+            # socket the server is closing.
+            lines.append(f"Keep-Alive: timeout={max(1, int(self.server.limits.idle_timeout))}")
         if self.command == "HEAD":
             data = b""  # the headers GET would have, no body
         # One write per response: headers and body in one packet.

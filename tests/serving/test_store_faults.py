@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -153,6 +154,7 @@ def test_status_is_safe_to_read_during_a_poll(served):
     def read():
         while not done.is_set():
             seen.append(models.status())
+            time.sleep(0.002)  # often enough to meet every phase of the poll, not a GIL hog
 
     reader = threading.Thread(target=read)
     reader.start()
