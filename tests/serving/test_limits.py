@@ -183,8 +183,19 @@ def test_keep_alive_through_the_pool(start):
         response = conn.getresponse()
         assert (response.status, json.loads(response.read())) == (200, {"status": "ok"})
         socks.append(conn.sock)
+        assert response.getheader("Keep-Alive") == "timeout=60"  # Limits' idle timeout
     assert len(set(map(id, socks))) == 1
     conn.close()
+
+
+def test_the_idle_timeout_is_announced_and_closes_the_connection(start):
+    httpd = start(idle_timeout=0.5)
+    sock = _raw(httpd)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    answer = _read_all(sock)  # the answer, then EOF when the idle connection is closed
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"Keep-Alive: timeout=1\r\n" in answer
+    assert answer.endswith(b'{"status": "ok"}')
 
 
 @pytest.mark.parametrize("lengths", [("2", "2"), ("2", "3")])
@@ -323,9 +334,10 @@ def test_serve_limit_flags_and_defaults():
         args.request_timeout_seconds,
         args.read_timeout_seconds,
         args.max_connections,
+        args.idle_timeout_seconds,
         args.drain_seconds,
         args.access_log,
-    ) == (8, 64, 30.0, 10.0, 256, 20.0, True)
+    ) == (8, 64, 30.0, 10.0, 256, 60.0, 20.0, True)
     assert _parse(["--no-access-log"]).access_log is False
     assert commands.check_flags(args) is None
 
@@ -344,6 +356,7 @@ def test_serve_limit_flags_and_defaults():
         ("--request-timeout-seconds", "0", "--request-timeout-seconds must be > 0"),
         ("--read-timeout-seconds", "-inf", "--read-timeout-seconds must be > 0"),
         ("--max-connections", "0", "--max-connections must be >= 1"),
+        ("--idle-timeout-seconds", "0", "--idle-timeout-seconds must be > 0"),
         ("--drain-seconds", "-1", "--drain-seconds must be >= 0"),
         ("--drain-seconds", "inf", "--drain-seconds must be >= 0 and <= 3600, got inf"),
     ],
