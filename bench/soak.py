@@ -112,22 +112,17 @@ class _Load:
                         conn.close()
                         conn = None
                     break
-                except _NOT_SENT as err:
-                    # The server had closed this idle keep-alive connection: the request was
-                    # never read, so it is sent again on a new connection, as urllib3, Go's
-                    # net/http and Envoy do. Counted apart from failures.
+                except (OSError, http.client.HTTPException) as err:
                     conn.close()
-                    if reused:
+                    if reused and isinstance(err, _NOT_SENT):
+                        # The server had closed this idle keep-alive connection: the request
+                        # was never read, so it is sent again on a new connection, as
+                        # urllib3, Go's net/http and Envoy do. Counted apart from failures.
                         with self.lock:
                             self.resent += 1
                         conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
                         continue
                     status = f"{type(err).__name__}"
-                    conn = None
-                    break
-                except (OSError, http.client.HTTPException) as err:
-                    status = f"{type(err).__name__}"
-                    conn.close()
                     conn = None
                     break
             t1 = time.perf_counter()
