@@ -8,6 +8,7 @@ added to the pipeline are checked without editing this file.
 """
 
 import argparse
+import importlib
 import inspect
 import json
 import os
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from data.splits import SplitConfig
-from pipeline import compile_command, kubeflow_v2_runner
+from pipeline import compile_command, kubeflow_v2_runner, spec_check
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import REFIT_TRAINER, create_components
 from trainer.config import TrainerConfig
@@ -382,3 +383,80 @@ def test_bad_pipeline_flags_fail_compile_naming_the_field(tmp_path, capsys, flag
     assert compile_command.cmd_compile(parse([*FLAGS, flag, f"--out={out}"])) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+# --- The spec read the way Vertex AI reads it (pipeline.spec_check) ---
+
+
+@pytest.mark.parametrize("mode", ["step", "vertex", "flags"])
+def test_the_spec_parses_strictly_and_builds_an_aiplatform_pipeline_job(compiled, mode):
+    _, spec, out = compiled[mode]
+    checked = spec_check.check_pipeline_job(out, "movierec-test", "europe-west4")
+    job = checked["aiplatform_job"]._gca_resource  # built, never submitted
+    assert job.display_name == spec["displayName"]
+    assert job.runtime_config.gcs_output_directory == GCS_ROOT
+    assert set(job.pipeline_spec["root"]["dag"]["tasks"]) == set(tasks(spec))
+    assert set(checked["spec"].root.dag.tasks) == set(tasks(spec))
+    assert checked["job"].runtime_config.gcs_output_directory == GCS_ROOT
+
+
+@pytest.mark.parametrize("mode", ["step", "vertex"])
+def test_every_container_runs_the_image_an_importable_executor_and_the_dataflow_args(
+    compiled, mode
+):
+    _, _, out = compiled[mode]
+    checked = spec_check.check_pipeline_job(out, "movierec-test", "europe-west4")
+    containers = [e for e in checked["executors"].values() if e.image is not None]
+    assert len(containers) >= 10
+    for executor in containers:
+        assert executor.image == IMAGE, executor.label
+        assert list(executor.command) == EXECUTOR_COMMAND, executor.label
+        args = list(executor.args)
+        class_path = args[args.index("--executor_class_path") + 1]
+        module, _, name = class_path.rpartition(".")
+        assert inspect.isclass(getattr(importlib.import_module(module), name)), class_path
+        assert args[args.index("--json_serialized_invocation_args") + 1] == "{{$}}"
+        assert DATAFLOW_ARGS <= set(args), executor.label
+
+
+def _broken(spec: dict, how: str) -> dict:
+    spec = json.loads(json.dumps(spec))
+    executors = spec["pipelineSpec"]["deploymentSpec"]["executors"]
+    label = next(k for k, v in executors.items() if "container" in v)
+    if how == "unknown container field":
+        executors[label]["container"]["imagee"] = IMAGE
+    elif how == "args not a list":
+        executors[label]["container"]["args"] = "--executor_class_path x"
+    elif how == "unknown pipelineSpec field":
+        spec["pipelineSpec"]["deploymentSpecs"] = {}
+    elif how == "unknown job field":
+        spec["runtimeConfigs"] = {}
+    elif how == "task of a missing component":
+        task = next(iter(tasks(spec)))
+        tasks(spec)[task]["componentRef"]["name"] = "comp-nowhere"
+    elif how == "component of a missing executor":
+        component = next(iter(spec["pipelineSpec"]["components"].values()))
+        component["executorLabel"] = "nowhere_executor"
+    elif how == "container without an image":
+        del executors[label]["container"]["image"]
+    return spec
+
+
+@pytest.mark.parametrize(
+    "how, message",
+    [
+        ("unknown container field", "imagee"),
+        ("args not a list", "args"),
+        ("unknown pipelineSpec field", "deploymentSpecs"),
+        ("unknown job field", "runtimeConfigs"),
+        ("task of a missing component", "comp-nowhere"),
+        ("component of a missing executor", "nowhere_executor"),
+        ("container without an image", "no container image"),
+    ],
+)
+def test_a_broken_spec_fails_naming_what_is_wrong(compiled, tmp_path, how, message):
+    _, spec, _ = compiled["step"]
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(_broken(spec, how)))
+    with pytest.raises(spec_check.SpecError, match=re.escape(message)):
+        spec_check.check_pipeline_job(path, "movierec-test", "europe-west4")
