@@ -98,7 +98,7 @@ def write_models_config(serving_dir: Path, models: Mapping[str, Path]) -> Path:
     serving_dir = Path(serving_dir)
     serving_dir.mkdir(parents=True, exist_ok=True)
     base_paths = {name: os.path.abspath(path) for name, path in models.items()}
-    text = _config_text(base_paths)
+    text = config_text(base_paths)
     path = serving_dir / MODELS_CONFIG
     tmp = serving_dir / f"{TMP_PREFIX}{MODELS_CONFIG}-{os.getpid()}"
     try:
@@ -127,7 +127,7 @@ def read_models_config(path: Path) -> dict[str, str]:
     if model_server_config_pb2 is not None:
         config = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
         return {c.name: c.base_path for c in config.model_config_list.config}
-    return _parse_config_text(text)
+    return _parseconfig_text(text)
 
 
 @contextlib.contextmanager
@@ -184,7 +184,8 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _config_text(base_paths: Mapping[str, str]) -> str:
+def config_text(base_paths: Mapping[str, str]) -> str:
+    """``ModelServerConfig`` text listing each model's base path (any URI TF Serving reads)."""
     if model_server_config_pb2 is not None:
         config = model_server_config_pb2.ModelServerConfig()
         for name, base_path in base_paths.items():
@@ -208,7 +209,7 @@ _CONFIG_BLOCK = re.compile(r"\bconfig\s*\{([^{}]*)\}")
 _STRING_FIELD = r'\b{}\s*:\s*"((?:[^"\\]|\\.)*)"'
 
 
-def _parse_config_text(text: str) -> dict[str, str]:
+def _parseconfig_text(text: str) -> dict[str, str]:
     """Reads the ``config { name base_path }`` entries without the TF Serving protos.
 
     Enough for files :func:`write_models_config` writes: string fields in double quotes with

@@ -16,8 +16,10 @@ unseen. The Pusher copies these same SavedModels and only swaps their seen-data 
 ``shipped_seen/``, so a pushed model never recommends any movie a user rated.
 """
 
+import contextlib
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,7 @@ import tensorflow as tf
 from data import examples_io
 from publish import index as index_lib
 from publish import push, retrieval
+from publish import serving_dir as serving_dir_lib
 from serving import names
 from trainer import export, features
 
@@ -124,19 +127,29 @@ def stage_for_push(servables_dir: str, name: str, staging_dir: str) -> str:
 def push_servables(servables_dir: str, staging_dir: str, serving_dir: str) -> dict:
     """Stages the servables with the shipped seen data and pushes them into ``serving_dir``.
 
+    Args:
+      servables_dir: the servables (local or any TensorFlow file system, e.g. ``gs://``).
+      staging_dir: local directory for the staged copies; a remote one (the Pusher's
+        artifact on Vertex) is replaced by a temporary local directory.
+      serving_dir: a local path or ``gs://BUCKET/PREFIX`` (``publish.serving_dir``).
+
     Returns:
       ``{name: {"version", "path"}}`` for every model of ``serving.names.MODEL_NAMES``, and
       ``"models_config": path``.
+
+    Raises:
+      ValueError: naming ``serving_dir`` if the Pusher cannot write it.
     """
-    staging = Path(staging_dir)
-    for name in names.MODEL_NAMES:
-        stage_for_push(servables_dir, name, str(staging / name))
-    serving = Path(serving_dir)
-    result = {}
-    for name in names.MODEL_NAMES:
-        version, path = push.push_atomically(staging / name, serving / name)
-        result[name] = {"version": version, "path": str(path)}
-    result["models_config"] = str(
-        push.write_models_config(serving, {n: serving / n for n in names.MODEL_NAMES})
-    )
+    target = serving_dir_lib.open_serving_dir(serving_dir)  # refuse before any copy
+    with contextlib.ExitStack() as stack:
+        if "://" in os.fspath(staging_dir):
+            staging_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="push-"))
+        staging = Path(staging_dir)
+        for name in names.MODEL_NAMES:
+            stage_for_push(servables_dir, name, str(staging / name))
+        result = {}
+        for name in names.MODEL_NAMES:
+            version, path = target.push(name, staging / name)
+            result[name] = {"version": version, "path": path}
+        result["models_config"] = target.write_models_config(names.MODEL_NAMES)
     return result
