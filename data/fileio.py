@@ -1,13 +1,18 @@
-"""Opening dataset files on local disk or on any filesystem TensorFlow knows (gs://, s3://...).
+"""Opening dataset files on local disk, in Cloud Storage, or on another TensorFlow filesystem.
 
 The sources call these instead of ``open``/``os.path.isfile``, so the same pipeline reads a
 data home on local disk (``movierec run``) and a dataset in Cloud Storage (Vertex AI with
-Dataflow, ``movierec compile``). Local paths keep Python's own file objects: they are faster,
-and they are what tests use. TensorFlow is imported only for remote paths.
+Dataflow, ``movierec compile``). Local paths keep Python's own file objects: they are faster.
+``gs://`` goes through google-cloud-storage (``serving.gcs``: Application Default
+Credentials, or the emulator ``STORAGE_EMULATOR_HOST`` names, which is how the tests read a
+dataset from ``gs://``); other schemes (``s3://``, ``hdfs://``) through TensorFlow's
+filesystems, imported only then.
 """
 
 import io
 import os
+
+from serving import gcs
 
 
 def is_remote(path: str | os.PathLike) -> bool:
@@ -19,6 +24,9 @@ def is_file(path: str | os.PathLike) -> bool:
     """Whether ``path`` names an existing file (not a directory)."""
     if not is_remote(path):
         return os.path.isfile(path)
+    if gcs.is_gcs(path):
+        bucket, name = gcs.split_uri(os.fspath(path))
+        return bool(name) and gcs.bucket(bucket).blob(name).exists()
     import tensorflow as tf
 
     path = os.fspath(path)
@@ -29,6 +37,11 @@ def is_dir(path: str | os.PathLike) -> bool:
     """Whether ``path`` names an existing directory."""
     if not is_remote(path):
         return os.path.isdir(path)
+    if gcs.is_gcs(path):
+        bucket, name = gcs.split_uri(os.fspath(path))
+        if not name:
+            return gcs.bucket(bucket).exists()
+        return bool(list(gcs.client().list_blobs(bucket, prefix=name + "/", max_results=1)))
     import tensorflow as tf
 
     return tf.io.gfile.isdir(os.fspath(path))
@@ -38,6 +51,10 @@ def list_dir(path: str | os.PathLike) -> list[str]:
     """The names of the entries of directory ``path`` (no trailing slashes)."""
     if not is_remote(path):
         return os.listdir(path)
+    if gcs.is_gcs(path):
+        bucket, name = gcs.split_uri(os.fspath(path))
+        dirs, blobs = gcs.list_children(bucket, name)
+        return sorted({*dirs, *(b.name.rsplit("/", 1)[-1] for b in blobs)} - {""})
     import tensorflow as tf
 
     return [name.rstrip("/") for name in tf.io.gfile.listdir(os.fspath(path))]
@@ -47,6 +64,13 @@ def open_binary(path: str | os.PathLike):
     """A binary file object for reading ``path``."""
     if not is_remote(path):
         return open(path, "rb")
+    if gcs.is_gcs(path):
+        bucket, name = gcs.split_uri(os.fspath(path))
+        blob = gcs.bucket(bucket).blob(name)
+        try:
+            return blob.open("rb")
+        except Exception as err:  # google.api_core.exceptions.NotFound is not an OSError
+            raise FileNotFoundError(f"cannot open {os.fspath(path)}: {err}") from err
     import tensorflow as tf
 
     return tf.io.gfile.GFile(os.fspath(path), "rb")

@@ -21,6 +21,7 @@ from pipeline.kubeflow_v2_runner import (
     VertexTraining,
     compile_pipeline,
 )
+from serving import gcs
 
 _REQUIRED = ("project", "region", "gcs_root", "image", "data_uri", "serving_uri")
 _GCS_FLAGS = ("gcs_root", "data_uri", "serving_uri", "temp_location")
@@ -55,8 +56,13 @@ def vertex_target(args: argparse.Namespace) -> VertexTarget:
     temp_location = args.temp_location or f"{gcs_root}/tmp"
     for name in _GCS_FLAGS:
         value = temp_location if name == "temp_location" else getattr(args, name)
+        flag = f"--{name.replace('_', '-')}"
         if not value.startswith("gs://"):
-            raise ValueError(f"--{name.replace('_', '-')} must be a gs:// URI, got {value!r}")
+            raise ValueError(f"{flag} must be a gs:// URI, got {value!r}")
+        try:  # the Pusher's check too (publish.serving_dir): what it could not push fails here
+            gcs.split_uri(value)  # a bucket name Cloud Storage accepts, no '..' segments
+        except ValueError as err:
+            raise ValueError(f"{flag}: {err}") from None
     config = flags.config_from_flags(
         args,
         pipeline_name=args.pipeline_name,

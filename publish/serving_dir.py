@@ -188,8 +188,22 @@ class GcsServingDir:
             return version
 
     def _remove_stale_staging(self, base: str) -> None:
+        """Deletes what dead pushes left: staging uploads, and numbered versions without
+        their completion marker, whose objects are all older than the staleness limit."""
         now = time.time()
-        for blob in gcs.list_blobs(self.bucket_name, gcs.join(base, gcs.STAGING_DIR)):
+
+        def stale(blob) -> bool:
             updated = blob.updated.timestamp() if blob.updated else now
-            if now - updated > self.stale_staging_seconds:
+            return now - updated > self.stale_staging_seconds
+
+        for blob in gcs.list_blobs(self.bucket_name, gcs.join(base, gcs.STAGING_DIR)):
+            if stale(blob):
                 blob.delete()
+        complete = set(gcs.list_complete_versions(f"{gcs.SCHEME}{self.bucket_name}/{base}"))
+        for version in gcs.numeric_children(self.bucket_name, base):
+            if version in complete:
+                continue
+            blobs = gcs.list_blobs(self.bucket_name, gcs.join(base, str(version)))
+            if blobs and all(stale(blob) for blob in blobs):
+                for blob in blobs:
+                    blob.delete()

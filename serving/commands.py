@@ -75,7 +75,11 @@ def add_serve_command(subparsers) -> argparse.ArgumentParser:
     serve = subparsers.add_parser(
         "serve", help="HTTP server: TF Serving's REST API and /v1/recommend over pushed models"
     )
-    serve.add_argument("--serving-dir", help="default: $MOVIEREC_WORKDIR/serving")
+    serve.add_argument(
+        "--serving-dir",
+        help="a directory or gs://BUCKET/PATH (polled through Cloud Storage's API; newest "
+        "complete versions mirrored to a temporary directory); default: $MOVIEREC_WORKDIR/serving",
+    )
     serve.add_argument("--host", default=DEFAULT_HOST, help=f"default: {DEFAULT_HOST}")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default: {DEFAULT_PORT}")
     serve.add_argument(
@@ -134,6 +138,19 @@ def check_flags(args) -> str | None:
     return None
 
 
+def _serving_dir(value: str | None, workdir: Path) -> str | Path:
+    """The serving directory to serve: ``gs://`` URIs stay strings (``Path`` would fold their
+    double slash), paths become ``Path``s."""
+    if value is None:
+        return workdir / "serving"
+    from serving import gcs
+
+    if gcs.is_gcs(value):
+        gcs.split_uri(value)  # a bad bucket name fails here, naming it
+        return value
+    return Path(value)
+
+
 def cmd_serve(args, workdir: Path, out=sys.stdout) -> int:
     """Loads the newest models, then serves until SIGINT or SIGTERM, then drains.
 
@@ -158,7 +175,11 @@ def cmd_serve(args, workdir: Path, out=sys.stdout) -> int:
     from serving import service
 
     flag = {key: getattr(args, key, default) for key, default in _DEFAULTS.items()}
-    serving_dir = Path(args.serving_dir) if args.serving_dir else workdir / "serving"
+    try:
+        serving_dir = _serving_dir(args.serving_dir, workdir)
+    except ValueError as err:
+        print(f"movierec: --serving-dir: {err}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     log = logging.getLogger("serving.commands")
     store = service.open_store(serving_dir)

@@ -24,7 +24,8 @@ CRC32C checksums) and deletes the staging objects. So:
   version without its marker: a push killed after its claim leaves a version number that is
   never served, and the next push takes the number after it;
 - a push killed during the upload leaves only ``.staging/<token>/``; pushes delete staging
-  uploads older than :data:`STALE_STAGING_SECONDS`.
+  uploads, and numbered versions without a marker, whose objects are all older than
+  :data:`STALE_STAGING_SECONDS`.
 
 ``movierec serve --serving-dir gs://...`` keeps a local mirror: for each model it downloads the
 newest complete versions (:data:`MIRRORED_VERSIONS`) into a cache directory (each under a

@@ -39,6 +39,7 @@ import errno
 import gc
 import logging
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -47,7 +48,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from serving import tf_serving
+from serving import gcs, tf_serving
 from serving.names import MODEL_NAMES, list_versions
 from serving.tf_serving import LoadedModel
 
@@ -129,6 +130,10 @@ class ModelStore:
       prepare: model name -> hook run on each newly loaded version of that model.
       clock: monotonic seconds, for the retry backoff (tests pass a fake one).
       retry_initial_seconds, retry_max_seconds: backoff of temporary load failures.
+      cache_dir: for a ``gs://`` serving directory, the local directory its newest complete
+        versions are downloaded to and loaded from (``serving.gcs.GcsMirror``; default a new
+        temporary directory). :attr:`serving_dir` is then that directory and
+        :attr:`source` the ``gs://`` URI.
     """
 
     def __init__(
@@ -140,8 +145,18 @@ class ModelStore:
         clock: Callable[[], float] = time.monotonic,
         retry_initial_seconds: float = RETRY_INITIAL_SECONDS,
         retry_max_seconds: float = RETRY_MAX_SECONDS,
+        cache_dir: str | os.PathLike | None = None,
     ):
-        self.serving_dir = Path(serving_dir)
+        self._mirror = None
+        if gcs.is_gcs(serving_dir):  # load from a local mirror of the bucket's versions
+            if cache_dir is None:
+                cache_dir = tempfile.mkdtemp(prefix="movierec-serving-cache-")
+            self._mirror = gcs.GcsMirror(os.fspath(serving_dir), cache_dir)
+            self.serving_dir = Path(cache_dir)
+            self.source = self._mirror.uri
+        else:
+            self.serving_dir = Path(serving_dir)
+            self.source = str(self.serving_dir)
         self.names = tuple(names)
         self._prepare = dict(prepare or {})
         self._clock = clock
@@ -212,7 +227,7 @@ class ModelStore:
                     state = NOT_FOUND
                 models[name] = {"version": version, "state": state, "reason": reason}
             return {
-                "serving_dir": str(self.serving_dir),
+                "serving_dir": self.source,
                 "problem": self._problem,
                 "models": models,
                 "reload_failures": dict(self._reload_failures),
@@ -286,6 +301,9 @@ class ModelStore:
                 failing = False
 
     def _check_serving_dir(self) -> None:
+        if self._mirror is not None:
+            self._set_problem(self._mirror.check())
+            return
         try:
             problem = (
                 None
@@ -296,13 +314,16 @@ class ModelStore:
             )
         except OSError as err:
             problem = f"cannot read serving directory {self.serving_dir}: {_brief(err)}"
+        self._set_problem(problem)
+
+    def _set_problem(self, problem: str | None) -> None:
         with self._state_lock:
             before, self._problem = self._problem, problem
         if problem != before:
             if problem is not None:
                 log.error("%s", problem)
             else:
-                log.info("serving directory %s is readable again", self.serving_dir)
+                log.info("serving directory %s is readable again", self.source)
 
     def _poll_failed(self, name: str, err: Exception) -> None:
         reason = f"polling failed: {_brief(err)}"
@@ -321,9 +342,18 @@ class ModelStore:
         """The versions of one model on disk, None (logged once) if they cannot be listed."""
         base = self.serving_dir / name
         try:
+            if self._mirror is not None:
+                self._mirror.sync(name)  # the newest complete versions, downloaded
             versions = list_versions(base)
         except OSError as err:
             reason = f"cannot list {base}: {_brief(err)}"
+        except Exception as err:  # Cloud Storage's errors (google.api_core) are not OSErrors
+            if self._mirror is None:
+                raise
+            reason = f"cannot list {self._mirror.uri}/{name}: {_brief(err)}"
+        else:
+            reason = None
+        if reason is not None:
             with self._state_lock:
                 before, self._list_errors[name] = self._list_errors.get(name), reason
             if reason != before:

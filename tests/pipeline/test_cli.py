@@ -22,10 +22,10 @@ COMPILE = [
     "--out=pipeline.json",
     "--project=p",
     "--region=europe-west4",
-    "--gcs-root=gs://b/root",
+    "--gcs-root=gs://bkt/root",
     "--image=img",
-    "--data-uri=gs://b/data",
-    "--serving-uri=gs://b/serving",
+    "--data-uri=gs://bkt/data",
+    "--serving-uri=gs://bkt/serving",
 ]
 COMMANDS = {"run": ["run"], "retrain": ["retrain", "--spans", "spans"], "compile": COMPILE}
 
@@ -162,7 +162,7 @@ def test_compile_takes_split_index_and_reject_flags():
     assert config.max_reject_fraction == 0.1
     assert config.refit is False
     assert config.trainer.epochs == 2
-    assert (config.pipeline_root, config.serving_dir) == ("gs://b/root", "gs://b/serving")
+    assert (config.pipeline_root, config.serving_dir) == ("gs://bkt/root", "gs://bkt/serving")
 
 
 @pytest.mark.parametrize(

@@ -265,6 +265,27 @@ def test_local_paths_are_refused(tmp_path, capsys, flag):
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("--serving-uri=s3://bucket/serving", "--serving-uri must be a gs:// URI, got 's3://"),
+        ("--serving-uri=/mnt/serving", "--serving-uri must be a gs:// URI, got '/mnt/serving'"),
+        (
+            "--serving-uri=gs://Bad_Bucket/serving",
+            "--serving-uri: 'gs://Bad_Bucket/serving': 'Bad_Bucket' is not a Cloud Storage "
+            "bucket name",
+        ),
+        ("--serving-uri=gs://bucket/a/../b", "--serving-uri: 'gs://bucket/a/../b': empty, '.'"),
+        ("--data-uri=gs://x/data", "--data-uri: 'gs://x/data': 'x' is not a Cloud Storage"),
+    ],
+)
+def test_a_uri_the_pipeline_cannot_use_is_refused_naming_it(tmp_path, capsys, flag, message):
+    out = tmp_path / "pipeline.json"
+    assert compile_command.cmd_compile(parse([*FLAGS, flag, f"--out={out}"])) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_schedule_arguments_fit_aiplatform(compiled):
     from google.cloud import aiplatform
 
@@ -301,7 +322,8 @@ def test_schedule_refuses_a_cron_without_five_fields(compiled, cron):
 def test_scheduled_retraining_compiles_unresolved_spans_and_warm_start(tmp_path):
     """For a schedule the spec must not name spans: each run reads the latest ones. The
     Trainer then gets the latest blessed model as its base model."""
-    flags = [f if not f.startswith("--data-uri") else "--data-uri=gs://b/drops" for f in FLAGS]
+    drops = "--data-uri=gs://drops-bucket/drops"
+    flags = [f if not f.startswith("--data-uri") else drops for f in FLAGS]
     out = tmp_path / "pipeline.json"
     args = parse(
         [
@@ -319,7 +341,7 @@ def test_scheduled_retraining_compiles_unresolved_spans_and_warm_start(tmp_path)
     dataset = json.loads(raw["stringValue"] if isinstance(raw, dict) else raw)
     assert dataset == {
         "kind": "spans",
-        "path": "gs://b/drops",
+        "path": "gs://drops-bucket/drops",
         "span_layout": "movielens-latest",
         "window": 3,
     }

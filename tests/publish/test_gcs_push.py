@@ -175,13 +175,17 @@ def test_a_push_killed_midway_shows_no_version_and_the_next_push_succeeds(
     assert _files(target.fetch("m", next_version, tmp_path / "next")) == _files(src)
 
 
-def test_stale_staging_uploads_are_deleted_by_the_next_push(gcs_bucket, tmp_path):
+def test_what_dead_pushes_left_is_deleted_by_a_push_once_stale(gcs_bucket, tmp_path):
     src = _fake_saved_model(tmp_path / "model")
-    gcs.bucket(gcs_bucket).blob("s/m/.staging/dead-push/saved_model.pb").upload_from_string(b"x")
-    GcsServingDir(f"gs://{gcs_bucket}/s", stale_staging_seconds=3600).push("m", src)
-    assert _objects(gcs_bucket, "s/m/.staging/") == ["s/m/.staging/dead-push/saved_model.pb"]
+    left = ["s/m/.staging/dead-push/saved_model.pb", "s/m/7/variables/variables.index"]
+    for name in left:
+        gcs.bucket(gcs_bucket).blob(name).upload_from_string(b"x")
+    assert GcsServingDir(f"gs://{gcs_bucket}/s", stale_staging_seconds=3600).push("m", src)[0] == 8
+    assert _objects(gcs_bucket, "s/m/.staging/") + _objects(gcs_bucket, "s/m/7/") == left
     GcsServingDir(f"gs://{gcs_bucket}/s", stale_staging_seconds=0).push("m", src)
-    assert not _objects(gcs_bucket, "s/m/.staging/")
+    assert not _objects(gcs_bucket, "s/m/.staging/") and not _objects(gcs_bucket, "s/m/7/")
+    assert _objects(gcs_bucket, "s/m/8/")  # a complete version is never removed
+    assert GcsServingDir(f"gs://{gcs_bucket}/s").list_versions("m") == [8, 9]
 
 
 def test_a_download_that_does_not_match_its_marker_fails_naming_the_object(gcs_bucket, tmp_path):

@@ -62,8 +62,14 @@ def _hammer(client, path, bodies, stop, results) -> None:
     conn.close()
 
 
-def test_push_under_load_switches_versions_without_a_failed_request(staged, served, start_server):
-    _, client = start_server(served, poll_seconds=0.2)
+def push_under_load(client, push_new_versions) -> list[list]:
+    """Runs 3 ``/v1/recommend`` and 1 ``:predict`` clients back to back, calls
+    ``push_new_versions()`` once all answer, waits until every model serves version 2 and
+    each recommend client got an answer from it, then stops them.
+
+    Returns:
+      Each client's ``(status, body)`` answers; the first three are the recommend clients.
+    """
     stop = threading.Event()
     recommend = [{"user_id": f"u{i}", "k": 5} for i in range(10)] + [{"user_id": "new"}]
     predict = [{"instances": [f"u{i}"]} for i in range(10)]
@@ -75,9 +81,8 @@ def test_push_under_load_switches_versions_without_a_failed_request(staged, serv
     ]
     for t in threads:
         t.start()
-    time.sleep(0.5)
-    for name in MODEL_NAMES:
-        push.push_atomically(staged.models[name], served / name)
+    _wait_for(lambda: all(out for out in results))
+    push_new_versions()
     _wait_for(lambda: _versions(client) == {name: "2" for name in MODEL_NAMES})
     # Each recommend worker answers from v2 before the load stops; on a busy machine a
     # request started on v1 can still be in flight here.
@@ -85,14 +90,29 @@ def test_push_under_load_switches_versions_without_a_failed_request(staged, serv
     stop.set()
     for t in threads:
         t.join()
+    return results
+
+
+def assert_no_failure_and_ordered_versions(results: list[list]) -> None:
+    """No failed answer; each recommend client saw version 1, then only version 2."""
     answers = [answer for out in results for answer in out]
     failures = [answer for answer in answers if answer[0] != 200]
     assert failures == [] and len(answers) > 40
-    for out in results[:3]:  # each recommend worker saw the old models, then only the new
+    for out in results[:3]:
         for name in (names.RETRIEVAL, names.RANKING):
             versions = [body["model_versions"][name] for _, body in out]
             assert versions[0] == 1 and versions[-1] == 2 and versions == sorted(versions)
     assert all(len(body["predictions"][0]["movie_ids"]) == 30 for _, body in results[3])
+
+
+def test_push_under_load_switches_versions_without_a_failed_request(staged, served, start_server):
+    _, client = start_server(served, poll_seconds=0.2)
+
+    def push_all():
+        for name in MODEL_NAMES:
+            push.push_atomically(staged.models[name], served / name)
+
+    assert_no_failure_and_ordered_versions(push_under_load(client, push_all))
 
 
 def test_corrupt_versions_are_skipped_once_while_the_old_one_serves(
