@@ -61,7 +61,7 @@ def push_atomically(src_dir: Path, model_base: Path) -> tuple[int, Path]:
     if not any((src_dir / name).is_file() for name in SAVED_MODEL_FILES):
         raise FileNotFoundError(f"no SavedModel to push in {src_dir}")
     model_base.mkdir(parents=True, exist_ok=True)
-    with _exclusive_lock(model_base / LOCK_FILE):
+    with exclusive_lock(model_base / LOCK_FILE):
         _remove_stale_temp_dirs(model_base)
         version = next_version(model_base)
         tmp = model_base / f"{TMP_PREFIX}{version}-{os.getpid()}"
@@ -131,7 +131,8 @@ def read_models_config(path: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _exclusive_lock(lock_path: Path) -> Iterator[None]:
+def exclusive_lock(lock_path: Path) -> Iterator[None]:
+    """Holds an exclusive ``flock`` on ``lock_path`` (created if missing) for the block."""
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

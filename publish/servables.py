@@ -29,7 +29,7 @@ from data import examples_io
 from publish import index as index_lib
 from publish import push, retrieval
 from publish import serving_dir as serving_dir_lib
-from serving import names
+from serving import bundles, names
 from trainer import export, features
 
 SERVABLES_FILE = "servables.json"
@@ -134,8 +134,8 @@ def push_servables(servables_dir: str, staging_dir: str, serving_dir: str) -> di
       serving_dir: a local path or ``gs://BUCKET/PREFIX`` (``publish.serving_dir``).
 
     Returns:
-      ``{name: {"version", "path"}}`` for every model of ``serving.names.MODEL_NAMES``, and
-      ``"models_config": path``.
+      ``{name: {"version", "path"}}`` for every model of ``serving.names.MODEL_NAMES``,
+      ``"models_config": path`` and ``"bundle": id`` (``serving.bundles``, written last).
 
     Raises:
       ValueError: naming ``serving_dir`` if the Pusher cannot write it.
@@ -152,4 +152,8 @@ def push_servables(servables_dir: str, staging_dir: str, serving_dir: str) -> di
             version, path = target.push(name, staging / name)
             result[name] = {"version": version, "path": path}
         result["models_config"] = target.write_models_config(names.MODEL_NAMES)
+        # Last: the bundle that makes `movierec serve` switch to all three at once.
+        prints = {name: bundles.fingerprints(staging / name) for name in names.MODEL_NAMES}
+        versions = {name: result[name]["version"] for name in names.MODEL_NAMES}
+        result["bundle"] = target.write_bundle(versions, prints)
     return result

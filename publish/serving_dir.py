@@ -10,19 +10,21 @@ container's throw-away file system. Both implementations answer the same four ca
 - ``list_versions(name)``: the complete versions of a model, ascending;
 - ``push(name, saved_model_dir)``: a new version, all or nothing -> ``(version, uri)``;
 - ``write_models_config(model_names)``: ``models.config`` for ``tensorflow_model_server``;
-- ``fetch(name, version, dest)``: a local directory holding that version.
+- ``fetch(name, version, dest)``: a local directory holding that version;
+- ``write_bundle(versions, fingerprints)``: the manifest of the versions pushed together
+  (``serving.bundles``), written after them; its new id.
 """
 
 import json
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
 from publish import push
-from serving import gcs
+from serving import bundles, gcs
 from serving.names import MODELS_CONFIG, SAVED_MODEL_FILES
 
 
@@ -36,6 +38,8 @@ class ServingDir(Protocol):
     def write_models_config(self, model_names: Sequence[str]) -> str: ...
 
     def fetch(self, name: str, version: int, dest: str | os.PathLike) -> Path: ...
+
+    def write_bundle(self, versions: Mapping[str, int], prints: Mapping[str, dict]) -> int: ...
 
 
 def open_serving_dir(uri: str | os.PathLike) -> ServingDir:
@@ -80,6 +84,21 @@ class LocalServingDir:
         if not source.is_dir():
             raise FileNotFoundError(f"no version {version} of {name} under {self.path}")
         return source
+
+    def write_bundle(self, versions: Mapping[str, int], prints: Mapping[str, dict]) -> int:
+        """Writes ``bundles/<next id>.json`` (temporary file, fsync, rename) under a lock."""
+        directory = self.path / bundles.BUNDLES_DIR
+        directory.mkdir(parents=True, exist_ok=True)
+        with push.exclusive_lock(directory / push.LOCK_FILE):
+            bundle_id = max(bundles.list_bundles(self.path), default=0) + 1
+            text = bundles.Bundle(bundle_id, dict(versions), dict(prints)).to_json()
+            tmp = directory / f".tmp-{bundle_id}-{os.getpid()}.json"
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, directory / f"{bundle_id}.json")
+        return bundle_id
 
 
 class GcsServingDir:
@@ -165,6 +184,26 @@ class GcsServingDir:
         """Downloads the complete ``version`` of ``name`` into the new directory ``dest``."""
         return gcs.download_version(self.model_uri(name), version, Path(dest))
 
+    def write_bundle(self, versions: Mapping[str, int], prints: Mapping[str, dict]) -> int:
+        """Creates ``bundles/<next id>.json`` with a create-only precondition (a concurrent
+        pusher that took the id makes this one take the next)."""
+        from google.api_core.exceptions import PreconditionFailed
+
+        bucket = gcs.bucket(self.bucket_name)
+        directory = gcs.join(self.prefix, bundles.BUNDLES_DIR)
+        while True:
+            _, blobs = gcs.list_children(self.bucket_name, directory)
+            taken = [int(b.name.rsplit("/", 1)[1][:-5]) for b in blobs if _is_bundle(b.name)]
+            bundle_id = max(taken, default=0) + 1
+            text = bundles.Bundle(bundle_id, dict(versions), dict(prints)).to_json()
+            try:
+                bucket.blob(gcs.join(directory, f"{bundle_id}.json")).upload_from_string(
+                    text, content_type="application/json", if_generation_match=0
+                )
+            except PreconditionFailed:
+                continue
+            return bundle_id
+
     def _claim(self, bucket, base: str, token: str) -> int:
         """The next version number, claimed with a create-only precondition."""
         from google.api_core.exceptions import PreconditionFailed
@@ -207,3 +246,8 @@ class GcsServingDir:
             if blobs and all(stale(blob) for blob in blobs):
                 for blob in blobs:
                     blob.delete()
+
+
+def _is_bundle(name: str) -> bool:
+    last = name.rsplit("/", 1)[-1]
+    return last.endswith(".json") and last[:-5].isdigit()

@@ -27,10 +27,11 @@ CRC32C checksums) and deletes the staging objects. So:
   uploads, and numbered versions without a marker, whose objects are all older than
   :data:`STALE_STAGING_SECONDS`.
 
-``movierec serve --serving-dir gs://...`` keeps a local mirror: for each model it downloads the
-newest complete versions (:data:`MIRRORED_VERSIONS`) into a cache directory (each under a
-temporary name, renamed into place when whole) and loads them from there with the same model
-store as a local serving directory.
+``movierec serve --serving-dir gs://...`` keeps a local mirror: the bundle manifests
+(``<prefix>/bundles/<id>.json``, ``serving.bundles``), and for each model the newest complete
+versions (:data:`MIRRORED_VERSIONS`) and those the newest bundles name, downloaded into a cache
+directory (each under a temporary name, renamed into place when whole) and loaded from there
+with the same model store as a local serving directory.
 
 The client is google-cloud-storage's. With ``STORAGE_EMULATOR_HOST`` set (a Cloud Storage
 emulator, as in the tests) it talks to the emulator with anonymous credentials; otherwise it
@@ -241,6 +242,7 @@ class GcsMirror:
         self.keep = keep
         self._complete: dict[str, set] = {}
         self._download_errors: dict[tuple[str, int], str] = {}
+        self._wanted: dict[str, set] = {}  # name -> versions the newest bundles name
 
     def check(self) -> str | None:
         """Why the bucket cannot be read (None if it can)."""
@@ -250,6 +252,39 @@ class GcsMirror:
         except Exception as err:  # the client's errors are not OSErrors
             return f"cannot read serving directory {self.uri}: {type(err).__name__}: {err}"
         return None
+
+    def sync_bundles(self) -> list[int]:
+        """Downloads the bundle manifests (``serving.bundles``) that are not local yet, each
+        to a temporary file renamed into ``<cache>/bundles/<id>.json``.
+
+        Returns:
+          The bundle ids in the bucket, ascending.
+        """
+        from serving import bundles
+
+        directory = self.cache_dir / bundles.BUNDLES_DIR
+        _, blobs = list_children(self.bucket_name, join(self.prefix, bundles.BUNDLES_DIR))
+        ids = []
+        for blob in blobs:
+            last = blob.name.rsplit("/", 1)[-1]
+            if not (last.endswith(".json") and last[:-5].isdigit()):
+                continue
+            ids.append(int(last[:-5]))
+            local = directory / last
+            if not local.is_file():
+                directory.mkdir(parents=True, exist_ok=True)
+                tmp = directory / f"{TMP_PREFIX}{last}-{os.getpid()}"
+                tmp.write_bytes(blob.download_as_bytes())
+                os.rename(tmp, local)
+        self._wanted = {}
+        for bundle_id in sorted(ids)[-self.keep :]:  # their versions are downloaded too
+            try:
+                bundle = bundles.read_bundle(self.cache_dir, bundle_id)
+            except (OSError, ValueError):
+                continue  # the store reports a malformed manifest
+            for name, version in bundle.versions.items():
+                self._wanted.setdefault(name, set()).add(version)
+        return sorted(ids)
 
     def sync(self, name: str) -> list[int]:
         """Downloads the newest complete versions of model ``name`` that are not local yet.
@@ -265,7 +300,8 @@ class GcsMirror:
         """
         base_uri = f"{SCHEME}{join(self.bucket_name, self.prefix, name)}"
         versions = list_complete_versions(base_uri, self._complete.setdefault(name, set()))
-        for version in versions[-self.keep :]:
+        wanted = set(versions[-self.keep :]) | (self._wanted.get(name, set()) & set(versions))
+        for version in sorted(wanted):
             local = self.cache_dir / name / str(version)
             if local.is_dir():
                 continue

@@ -203,7 +203,19 @@ _SCHEMAS = {
     "Error": _object({"error": {"type": "string"}}),
     "Health": _object({"status": {"type": "string", "enum": ["ok"]}}),
     "Ready": _object(
-        {"status": {"type": "string", "enum": ["ready"]}, "model_versions": _VERSIONS}
+        {"status": {"type": "string", "enum": ["ready"]}, "model_versions": _VERSIONS},
+        {
+            "bundle": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "the bundle served (the versions pushed together)",
+            },
+            "refused_bundles": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "newer bundle id -> why it is not served",
+            },
+        },
     ),
     "ModelStatus": _object(
         {

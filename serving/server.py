@@ -50,8 +50,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
+from serving import bundles, names, openapi, service, tf_serving, validation
 from serving import metrics as metrics_lib
-from serving import names, openapi, service, tf_serving, validation
 from serving.errors import ApiError, bad_request, not_found
 from serving.store import ModelStore
 
@@ -117,19 +117,26 @@ class App:
         self.draining = False  # set by Server.drain: /readyz answers 503 from then on
 
     def handle(self, method: str, target: str, body: bytes) -> Response:
-        """One request -> ``(status, JSON-able payload, extra headers)``; never raises."""
+        """One request -> ``(status, JSON-able payload, extra headers)``; never raises.
+
+        Every answer carries ``X-Movierec-Bundle: <id>`` when the snapshot it read serves a
+        bundle (``serving.bundles``)."""
+        snapshot = self.store.snapshot
         try:
-            return self._route(method, target, body)
+            status, payload, headers = self._route(method, target, body, snapshot)
         except ApiError as err:
-            return err.status, {"error": err.message}, err.headers
+            status, payload, headers = err.status, {"error": err.message}, err.headers
         except Exception:  # a bug, not the client's fault: log it, answer 500
             log.exception("%s %s failed", method, target)
-            return 500, {"error": "internal server error"}, {}
+            status, payload, headers = 500, {"error": "internal server error"}, {}
+        bundle = getattr(snapshot, "bundle", None)
+        if bundle is not None:
+            headers = {**headers, bundles.HEADER: str(bundle)}
+        return status, payload, headers
 
-    def _route(self, method: str, target: str, body: bytes) -> Response:
+    def _route(self, method: str, target: str, body: bytes, snapshot) -> Response:
         split = urllib.parse.urlsplit(target)
         path = split.path
-        snapshot = self.store.snapshot
         if path == "/healthz":
             _allow(method, "GET")
             return 200, {"status": "ok"}, {}
@@ -216,8 +223,28 @@ def _readiness(store, snapshot, draining: bool) -> Response:
     if missing:
         message = f"not ready: no {', '.join(missing)} model loaded"
         problem = serving_dir_problem(store)
-        return 503, {"error": f"{message}; {problem}" if problem else message}, {}
-    return 200, {"status": "ready", "model_versions": versions}, {}
+        refused = _store_status(store).get("refused_bundles") or {}
+        reasons = [message, *([problem] if problem else [])]
+        reasons += [f"bundle {bundle_id} refused: {why}" for bundle_id, why in refused.items()]
+        return 503, {"error": "; ".join(reasons)}, {}
+    body = {"status": "ready", "model_versions": versions}
+    status = _store_status(store)
+    if status.get("bundle") is not None:
+        body["bundle"] = status["bundle"]
+    if status.get("refused_bundles"):
+        body["refused_bundles"] = status["refused_bundles"]
+    return 200, body, {}
+
+
+def _store_status(store) -> dict:
+    status = getattr(store, "status", None)
+    if not callable(status):
+        return {}
+    try:
+        return status()
+    except Exception:  # readiness must answer even if the bookkeeping fails
+        log.exception("ModelStore.status() failed")
+        return {}
 
 
 def serving_dir_problem(store) -> str | None:

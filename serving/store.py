@@ -11,6 +11,14 @@ Like TF Serving's default version policy, each model serves the highest version 
 new immutable :class:`Snapshot`; a request keeps the snapshot it started with, so in-flight
 requests finish on the old models, which are freed when the last of them returns.
 
+Once the serving directory holds bundle manifests (``serving.bundles``: the versions a push
+wrote together, with fingerprints of their trained model, vocabularies and catalogue), the
+store serves bundles instead: the newest bundle whose models match each other and their
+manifest, and all load, is swapped in whole; a version that no bundle names (a model pushed
+alone, by hand or from another training run) is never served, and a bundle that does not
+match is refused, logged once and reported (``status()["refused_bundles"]``, ``/readyz``),
+while the bundle before it keeps serving.
+
 Faults are isolated per model: an error listing one model's versions or loading one of them
 never stops the other models of the same poll, and the poll still swaps in what did load.
 A version that fails to load is skipped while the previous version keeps serving (or the
@@ -48,7 +56,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from serving import gcs, tf_serving
+from serving import bundles, gcs, tf_serving
 from serving.names import MODEL_NAMES, list_versions
 from serving.tf_serving import LoadedModel
 
@@ -93,10 +101,13 @@ class Snapshot:
     Attributes:
       models: model name -> the loaded version.
       views: model name -> what its ``prepare`` hook returned (only for hooked models).
+      bundle: the id of the bundle these models are (``serving.bundles``); None when the
+        serving directory holds no bundle manifest.
     """
 
     models: Mapping[str, LoadedModel]
     views: Mapping[str, Any]
+    bundle: int | None = None
 
     def versions(self) -> dict[str, int]:
         return {name: model.version for name, model in self.models.items()}
@@ -171,6 +182,9 @@ class ModelStore:
         self._failures: dict[tuple[str, int], _Failure] = {}  # (name, version) -> last failure
         self._poll_errors: dict[str, str] = {}  # name -> an unexpected error of its poll
         self._reload_failures = dict.fromkeys(self.names, 0)
+        self._bundle_failures: dict[int, str] = {}  # bundle id -> why it is not served
+        self._bundle_list_error: str | None = None
+        self._print_cache: dict[tuple[str, int], tuple] = {}  # fingerprints by version files
         self._poll_lock = threading.Lock()
         self._release_due = 0  # polls that still free what swapped-out models held
         self._stop = threading.Event()
@@ -200,6 +214,9 @@ class ModelStore:
           listing fails or a newer version failed to load), ``"not_found"`` (no version on
           disk yet) or ``"failing"`` (its versions cannot be listed or none loads; ``reason``
           says why). ``reload_failures`` counts failed load attempts per model since start.
+          ``bundle`` is the id of the bundle served (None without bundles) and
+          ``refused_bundles`` maps each newer bundle id (a string) that is not served to
+          why (a mismatch of fingerprints, a version missing or not loading).
         """
         with self._state_lock:
             snapshot = self._snapshot
@@ -226,50 +243,176 @@ class ModelStore:
                 else:
                     state = NOT_FOUND
                 models[name] = {"version": version, "state": state, "reason": reason}
+            served = snapshot.bundle
+            refused = {
+                str(bundle_id): reason
+                for bundle_id, reason in sorted(self._bundle_failures.items())
+                if served is None or bundle_id > served
+            }
             return {
                 "serving_dir": self.source,
-                "problem": self._problem,
+                "problem": self._problem or self._bundle_list_error,
                 "models": models,
                 "reload_failures": dict(self._reload_failures),
+                "bundle": served,
+                "refused_bundles": refused,
             }
 
     def poll(self) -> list[tuple[str, int]]:
         """Loads the models whose newest good version is not the one served, then swaps.
 
-        Each model is polled on its own: what fails for one never stops the others.
+        With bundle manifests in the serving directory (``serving.bundles``), the newest
+        bundle whose models are consistent and load is served, all its models swapped in
+        at once; versions in no bundle are never served. Without any, each model is polled
+        on its own: what fails for one never stops the others.
 
         Returns:
           ``(name, version)`` of each model that switched version (empty if none did).
         """
         with self._poll_lock:  # the poller thread and an explicit poll() never interleave
             self._check_serving_dir()
-            current = self._snapshot
-            models, views = dict(current.models), dict(current.views)
-            switched, found = [], {}
-            for name in self.names:
-                try:
-                    loaded = self._poll_model(name, current.models.get(name), found)
-                except Exception as err:  # a bug or the unforeseen: isolate it to this model
-                    self._poll_failed(name, err)
-                    continue
-                self._poll_recovered(name)
-                if loaded is not None:
-                    models[name], view = loaded
-                    if name in self._prepare:
-                        views[name] = view
-                    switched.append((name, models[name].version))
-            with self._state_lock:  # status() sees the new models with what was found
-                if switched:
-                    self._snapshot = Snapshot(models, views)  # the one atomic swap
-                self._found.update(found)
-            del current, models, views
+            bundle_ids = self._list_bundles()
+            if bundle_ids:
+                switched = self._poll_bundles(bundle_ids)
+            else:
+                switched = self._poll_models()
             if switched:
-                log.info("now serving %s", ", ".join(f"{n} v{v}" for n, v in switched))
                 self._release_due = 2  # now and at the next poll, once in-flight requests end
             if self._release_due:
                 self._release_due -= 1
                 _release_memory()
             return switched
+
+    def _poll_models(self) -> list[tuple[str, int]]:
+        current = self._snapshot
+        models, views = dict(current.models), dict(current.views)
+        switched, found = [], {}
+        for name in self.names:
+            try:
+                loaded = self._poll_model(name, current.models.get(name), found)
+            except Exception as err:  # a bug or the unforeseen: isolate it to this model
+                self._poll_failed(name, err)
+                continue
+            self._poll_recovered(name)
+            if loaded is not None:
+                models[name], view = loaded
+                if name in self._prepare:
+                    views[name] = view
+                switched.append((name, models[name].version))
+        with self._state_lock:  # status() sees the new models with what was found
+            if switched:
+                self._snapshot = Snapshot(models, views)  # the one atomic swap
+            self._found.update(found)
+        if switched:
+            log.info("now serving %s", ", ".join(f"{n} v{v}" for n, v in switched))
+        return switched
+
+    def _list_bundles(self) -> list[int]:
+        """The bundle ids of the serving directory (mirrored first from ``gs://``)."""
+        reason = None
+        if self._mirror is not None:
+            try:
+                self._mirror.sync_bundles()
+            except Exception as err:  # Cloud Storage's errors: keep what is mirrored
+                reason = f"cannot list {self._mirror.uri}/{bundles.BUNDLES_DIR}: {_brief(err)}"
+        try:
+            ids = bundles.list_bundles(self.serving_dir)
+        except OSError as err:
+            reason, ids = f"cannot list bundles: {_brief(err)}", []
+        with self._state_lock:
+            before, self._bundle_list_error = self._bundle_list_error, reason
+        if reason != before and reason is not None:
+            log.error("%s", reason)
+        return ids
+
+    def _poll_bundles(self, bundle_ids: list[int]) -> list[tuple[str, int]]:
+        """Swaps in the newest bundle that is consistent and loads, if it is not served."""
+        current = self._snapshot
+        for bundle_id in reversed(bundle_ids):
+            if current.bundle == bundle_id:
+                return []
+            loaded = self._try_bundle(bundle_id, current)
+            if loaded is None:
+                continue
+            models, views = loaded
+            switched = [
+                (name, model.version)
+                for name, model in models.items()
+                if current.models.get(name) is not model
+            ]
+            with self._state_lock:
+                self._snapshot = Snapshot(models, views, bundle_id)  # the one atomic swap
+                self._found.update(dict.fromkeys(models, True))
+                self._bundle_failures.pop(bundle_id, None)
+            log.info(
+                "now serving bundle %d: %s",
+                bundle_id,
+                ", ".join(f"{n} v{m.version}" for n, m in models.items()),
+            )
+            return switched
+        return []
+
+    def _try_bundle(self, bundle_id: int, current: Snapshot):
+        """``(models, views)`` of one bundle, or None (why is logged once and reported)."""
+        try:
+            bundle = bundles.read_bundle(self.serving_dir, bundle_id)
+            missing = [name for name in self.names if name not in bundle.versions]
+            if missing:
+                raise ValueError(f"bundle {bundle_id} names no {', '.join(missing)} version")
+            if self._mirror is not None:
+                for name in self.names:
+                    self._mirror.sync(name)
+            prints = {}
+            for name in self.names:
+                version = bundle.versions[name]
+                path = self.serving_dir / name / str(version)
+                if not path.is_dir():
+                    raise _NotYet(
+                        f"bundle {bundle_id}: {name} version {version} is not in {path.parent}"
+                    )
+                prints[name] = self._fingerprints(name, version, path)
+            reason = bundles.check(bundle, prints)
+            if reason is not None:
+                raise ValueError(reason)
+        except Exception as err:  # this bundle cannot serve (now); older ones may
+            self._bundle_failed(bundle_id, err)
+            return None
+        models, views = {}, {}
+        for name in self.names:
+            version, served = bundle.versions[name], current.models.get(name)
+            if served is not None and served.version == version:
+                models[name] = served
+                if name in current.views:
+                    views[name] = current.views[name]
+                continue
+            loaded = self._try_load(name, version)  # logs and backs off on its own
+            if loaded is None:
+                self._bundle_failed(
+                    bundle_id,
+                    _NotYet(f"bundle {bundle_id}: {name} version {version} does not load"),
+                )
+                return None
+            models[name], view = loaded
+            if name in self._prepare:
+                views[name] = view
+        return models, views
+
+    def _fingerprints(self, name: str, version: int, path: Path) -> dict[str, str]:
+        files = _fingerprint(path)
+        cached = self._print_cache.get((name, version))
+        if cached is not None and cached[0] == files:
+            return cached[1]
+        prints = bundles.fingerprints(path)
+        self._print_cache[(name, version)] = (files, prints)
+        return prints
+
+    def _bundle_failed(self, bundle_id: int, err: Exception) -> None:
+        reason = str(err) if isinstance(err, _NotYet | ValueError) else _brief(err)
+        with self._state_lock:
+            before, self._bundle_failures[bundle_id] = self._bundle_failures.get(bundle_id), reason
+        if reason != before:
+            level = logging.WARNING if isinstance(err, _NotYet) else logging.ERROR
+            log.log(level, "not serving bundle %d: %s", bundle_id, reason)
 
     def start(self, interval_seconds: float) -> None:
         """Polls every ``interval_seconds`` in a daemon thread until :meth:`stop`."""
@@ -446,6 +589,11 @@ class ModelStore:
                 "skipping %s version %d (%s): %s; retried once its files change",
                 name, version, path, reason,
             )  # fmt: skip
+
+
+class _NotYet(Exception):
+    """A bundle that may serve later without its files changing (a version still missing,
+    or one whose load failed for a reason the version's own backoff retries)."""
 
 
 def _release_memory() -> None:

@@ -14,8 +14,8 @@ from evaluation import baselines, evaluation_data, metrics
 from evaluation.blessing import Threshold, check_thresholds, parse_thresholds
 from evaluation.evaluate import evaluate
 from evaluation.scoring import ranks_of_lists
-from publish import push, servables
-from serving import loading, names, recommender, server, service
+from publish import push, servables, serving_dir
+from serving import bundles, loading, names, recommender, server, service
 from trainer import data, export, features, run, selection
 from trainer.config import TrainerConfig
 from trainer.run import train
@@ -311,6 +311,10 @@ def test_the_pusher_ships_every_ingested_rating_as_seen(synthetic, tmp_path):
         s["path"], str(tmp_path / "staging"), str(tmp_path / "serving")
     )
     assert pushed[names.RETRIEVAL]["version"] == 1
+    assert pushed["bundle"] == 1
+    assert bundles.read_bundle(tmp_path / "serving", 1).versions == dict.fromkeys(
+        names.MODEL_NAMES, 1
+    )
     rec = recommender.Recommender.from_saved_models(
         loading.load_saved_model(pushed[names.RETRIEVAL]["path"]),
         tf.saved_model.load(pushed[names.RANKING]["path"]),
@@ -339,6 +343,26 @@ def test_the_pusher_ships_every_ingested_rating_as_seen(synthetic, tmp_path):
     assert any(
         (u, m) in eval_pairs for row, u in enumerate(users) for m in evaluated.movie_ids[row]
     )
+
+
+def test_the_pusher_pushes_a_bundle_to_gs(synthetic, gcs_bucket, tmp_path):
+    """The Pusher's push (``push_servables``) into ``gs://`` on a Cloud Storage emulator,
+    with a remote staging URI as on Vertex (a local temporary directory replaces it)."""
+    uri = f"gs://{gcs_bucket}/serving"
+    pushed = servables.push_servables(synthetic["path"], "gs://elsewhere/staging", uri)
+    assert pushed["bundle"] == 1
+    for name in names.MODEL_NAMES:
+        assert pushed[name] == {"version": 1, "path": f"{uri}/{name}/1"}
+    assert pushed["models_config"] == f"{uri}/models.config"
+    target = serving_dir.open_serving_dir(uri)
+    assert all(target.list_versions(name) == [1] for name in names.MODEL_NAMES)
+    ranking = target.fetch(names.RANKING, 1, tmp_path / "ranking")
+    local = servables.model_dir(synthetic["path"], names.RANKING)
+    assert bundles.fingerprints(ranking) == bundles.fingerprints(local)
+    store = service.open_store(uri)
+    store.poll()
+    assert store.snapshot.bundle == 1
+    assert store.snapshot.versions() == dict.fromkeys(names.MODEL_NAMES, 1)
 
 
 def test_ease_baseline_matches_its_closed_form():

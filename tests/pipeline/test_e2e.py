@@ -19,7 +19,7 @@ from evaluation.blessing import Threshold
 from pipeline import local_runner
 from pipeline.config import config_from_dict
 from publish import push
-from serving import loading, names, recommender
+from serving import bundles, loading, names, recommender
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -117,6 +117,10 @@ def test_pushed_layout(first_run):
         assert (serving / name / "1" / "saved_model.pb").is_file()
     config = push.read_models_config(serving / "models.config")
     assert config == {n: str(serving / n) for n in names}
+    bundle = bundles.read_bundle(serving, 1)  # the three versions, pushed together
+    assert bundles.list_bundles(serving) == [1] and bundle.versions == dict.fromkeys(names, 1)
+    found = {n: bundles.fingerprints(serving / n / "1") for n in names}
+    assert bundles.check(bundle, found) is None
 
 
 _FRESH_LOAD = """

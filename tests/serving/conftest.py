@@ -58,7 +58,18 @@ class Staged:
 
 @pytest.fixture(scope="session")
 def staged(tmp_path_factory) -> Staged:
-    rng = np.random.default_rng(7)
+    return build_staged(tmp_path_factory.mktemp("staged"), seed=7)
+
+
+@pytest.fixture(scope="session")
+def other_run(tmp_path_factory) -> Staged:
+    """The models of another training run: the same ids, other ratings, other weights."""
+    return build_staged(tmp_path_factory.mktemp("other-run"), seed=8)
+
+
+def build_staged(root: Path, seed: int) -> Staged:
+    """Trains the tiny model on ratings drawn with ``seed`` and exports the three models."""
+    rng = np.random.default_rng(seed)
     users = rng.integers(0, NUM_USERS, NUM_RATINGS)
     # Skewed popularity, so the popularity fallback has a clear order.
     movies = np.minimum(rng.geometric(1 / 40, NUM_RATINGS) - 1, NUM_MOVIES - 1)
@@ -71,7 +82,6 @@ def staged(tmp_path_factory) -> Staged:
         features.RATING: rng.integers(1, 6, NUM_RATINGS).astype(np.float32),
     }
     model, _ = train(cols, vocab, CONFIG)
-    root = tmp_path_factory.mktemp("staged")
     models = {name: root / name for name in names.MODEL_NAMES}
     seen_users = np.array([f"u{u}" for u in users])
     seen_movies = np.array([f"m{m}" for m in movies])

@@ -10,7 +10,7 @@ from pathlib import Path
 from test_hot_reload import assert_no_failure_and_ordered_versions, push_under_load
 
 from publish.serving_dir import open_serving_dir
-from serving import gcs, names, service
+from serving import bundles, gcs, names, service
 from serving.store import ModelStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,6 +42,8 @@ def _push_all(uri: str, staged) -> dict[str, int]:
     target = open_serving_dir(uri)
     versions = {name: target.push(name, staged.models[name])[0] for name in MODEL_NAMES}
     target.write_models_config(MODEL_NAMES)
+    prints = {name: bundles.fingerprints(staged.models[name]) for name in MODEL_NAMES}
+    target.write_bundle(versions, prints)  # last, as the Pusher does
     return versions
 
 
@@ -71,6 +73,7 @@ def test_a_push_to_gs_is_read_by_a_fresh_process_and_by_the_model_store(
 
     store = service.open_store(uri)
     assert store.poll() == [(name, 1) for name in MODEL_NAMES]
+    assert store.snapshot.bundle == 1
     status = store.status()
     assert status["serving_dir"] == uri and status["problem"] is None
     assert {n: m["state"] for n, m in status["models"].items()} == dict.fromkeys(
@@ -105,6 +108,7 @@ def test_serving_from_gs_hot_reloads_a_new_push_under_load_without_a_failed_requ
     results = push_under_load(client, lambda: pushed.update(_push_all(uri, staged)))
     assert pushed == dict.fromkeys(MODEL_NAMES, 2)
     assert_no_failure_and_ordered_versions(results)
+    assert store.snapshot.bundle == 2
     # The mirror holds complete versions only, each downloaded once.
     assert sorted(p.name for p in (store.serving_dir / names.RANKING).iterdir()) == ["1", "2"]
     assert gcs.list_complete_versions(f"{uri}/{names.RANKING}") == [1, 2]

@@ -91,7 +91,11 @@ def _unlistable(path: Path, monkeypatch):
 
 
 def _assert_shape(status: dict, model_names) -> None:
-    assert set(status) == {"serving_dir", "problem", "models", "reload_failures"}
+    assert set(status) == {
+        "serving_dir", "problem", "models", "reload_failures", "bundle", "refused_bundles"
+    }  # fmt: skip
+    assert status["bundle"] is None or isinstance(status["bundle"], int)
+    assert all(isinstance(v, str) for v in status["refused_bundles"].values())
     assert isinstance(status["serving_dir"], str)
     assert status["problem"] is None or isinstance(status["problem"], str)
     assert list(status["models"]) == list(model_names)
@@ -340,6 +344,8 @@ def test_a_missing_serving_dir_is_the_problem(tmp_path, caplog):
             for name in names.MODEL_NAMES
         },
         "reload_failures": dict.fromkeys(names.MODEL_NAMES, 0),
+        "bundle": None,
+        "refused_bundles": {},
     }
     assert len(_messages(caplog, "does not exist")) == 1
     missing.mkdir()
