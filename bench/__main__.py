@@ -179,6 +179,12 @@ def main(argv=None) -> int:
         "--ingest-ratings", type=int, default=20_000_000, help="synthetic ratings ingested"
     )
     parser.add_argument("--soak-seconds", type=float, default=600.0, help="length of the soak")
+    parser.add_argument(
+        "--soak-recycle",
+        type=int,
+        default=1,
+        help="serve's --recycle-after-reloads in the soak (0: one process reloading in place)",
+    )
     args = parser.parse_args(argv)
     if "pipeline" in args.what:
         bench_pipeline()
@@ -201,7 +207,7 @@ def main(argv=None) -> int:
     if "http_servers" in args.what:  # stdlib server vs uvicorn: not in the default set
         http_servers.run(sys.stdout)
     if "soak" in args.what:  # 10 minutes: not in the default set
-        soak.run(sys.stdout, seconds=args.soak_seconds)
+        soak.run(sys.stdout, seconds=args.soak_seconds, recycle_after_reloads=args.soak_recycle)
     if "runner_modes" in args.what:  # two full pipeline runs per mode: not in the default set
         runner_modes.run(sys.stdout)
     return 0

@@ -97,13 +97,16 @@ def build_ml100k_serving_dir(serving_dir: Path, retrieval_k: int = 100) -> dict[
     return {"users": users, "movies": movies}
 
 
-def start_server(serving_dir: Path, log_path: Path) -> tuple[subprocess.Popen, str, int]:
-    """``python -m serving.commands serve`` on a free port; returns once it is ready."""
+def start_server(
+    serving_dir: Path, log_path: Path, flags: tuple[str, ...] | list[str] = ()
+) -> tuple[subprocess.Popen, str, int]:
+    """``python -m serving.commands serve`` on a free port (and ``flags``); returns once it
+    is ready."""
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     command = [sys.executable, "-m", "serving.commands", "serve", "--port", "0"]
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [*command, "--serving-dir", str(serving_dir)],
+            [*command, "--serving-dir", str(serving_dir), *flags],
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,

@@ -1,7 +1,8 @@
 """Soak: ``movierec serve`` under mixed traffic for minutes, hot reloads, then a SIGTERM restart.
 
 ``bench/__main__.py`` calls :func:`run` (``make bench ARGS=soak``; ``--soak-seconds`` sets
-the length, 600 by default). One server child process (``python -m serving.commands serve``)
+the length, 600 by default; ``--soak-recycle`` the server's ``--recycle-after-reloads``).
+One server (``python -m serving.commands serve``: a supervisor and its worker processes)
 over ml-100k models (built as ``bench.serving`` builds them) takes a closed loop of 32
 keep-alive connections: 60% ``POST /v1/recommend``, 20% ``POST /v1/rate``, 10%
 ``GET /v1/movies/{id}/similar``, 10% ``POST /v1/models/ranking:predict``. Every minute new
@@ -12,9 +13,10 @@ sends no new request to a server whose ``/readyz`` is not 200 (it waits and retr
 counts every request that was sent and did not get its answer.
 
 Printed: requests, failed requests (non-2xx answers, or an accepted request whose answer
-never came; target 0), p50/p99 per minute, the server's RSS after warm-up and before the
-SIGTERM (target: < 5% growth), the drain's exit code, and how many requests were sent again
-because the server had closed their idle keep-alive connection. Nothing is asserted.
+never came; target 0), p50/p99 per minute, the server's RSS (its process tree's) after
+warm-up and before the SIGTERM (target: < 5% growth), its peak and its value before each
+push, the drain's exit code, and how many requests were sent again because the server had
+closed their idle keep-alive connection. Nothing is asserted.
 """
 
 import os
@@ -43,11 +45,34 @@ WARMUP_SECONDS = 20.0
 
 
 def _rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    """VmRSS of ``pid`` and its descendants (the supervisor and its worker processes), MB."""
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            with open(f"/proc/{current}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) / 1024
+            with open(f"/proc/{current}/task/{current}/children") as f:
+                todo.extend(int(child) for child in f.read().split())
+        except (FileNotFoundError, ProcessLookupError):  # exited meanwhile
+            continue
+    return total
+
+
+class _RssSampler:
+    """The server tree's RSS once a second: its peak, and its value before each push (the
+    steady state a minute after the previous one)."""
+
+    def __init__(self, pid: int):
+        self.pid, self.peak, self.stop = pid, 0.0, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.wait(1.0):
+            self.peak = max(self.peak, _rss_mb(self.pid))
 
 
 def _requests(ids: dict, rng: random.Random):
@@ -165,20 +190,26 @@ def _wait_ready(host: str, port: int, timeout: float = 300) -> None:
     raise RuntimeError("the restarted server did not get ready")
 
 
-def _serve(serving_dir: Path, port: int, log_path: Path) -> subprocess.Popen:
+def _serve(serving_dir: Path, port: int, log_path: Path, flags: list[str]) -> subprocess.Popen:
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     command = [sys.executable, "-m", "serving.commands", "serve", "--port", str(port)]
     with open(log_path, "a") as log:
         return subprocess.Popen(
-            [*command, "--serving-dir", str(serving_dir), "--poll-seconds", "2"],
+            [*command, "--serving-dir", str(serving_dir), "--poll-seconds", "2", *flags],
             stdout=log,
             stderr=log,
             env=env,
         )
 
 
-def run(out=sys.stdout, seconds: float = 600.0, serving_dir: str | None = None) -> dict:
-    """Runs the soak for ``seconds`` (plus warm-up and the restart); returns the figures."""
+def run(
+    out=sys.stdout,
+    seconds: float = 600.0,
+    serving_dir: str | None = None,
+    recycle_after_reloads: int = 1,
+) -> dict:
+    """Runs the soak for ``seconds`` (plus warm-up and the restart); returns the figures.
+    ``recycle_after_reloads`` is ``serve``'s flag (0: one process reloading in place)."""
     import shutil
 
     from bench import serving as serving_bench
@@ -192,25 +223,30 @@ def run(out=sys.stdout, seconds: float = 600.0, serving_dir: str | None = None) 
             shutil.copytree(serving_dir, served)
             ids = serving_bench._ids_of(served)
         log_path = Path(tmp) / "server.log"
-        proc, host, port = serving_bench.start_server(served, log_path)
+        flags = ["--recycle-after-reloads", str(recycle_after_reloads)]
+        proc, host, port = serving_bench.start_server(served, log_path, flags)
         load = _Load(host, port, ids)
         threads = load.start()
         time.sleep(WARMUP_SECONDS)
         rss_start = _rss_mb(proc.pid)
+        sampler = _RssSampler(proc.pid)
+        before_push = []  # the tree's RSS just before each push
         start = time.perf_counter()
         reloads = []
         next_reload = start + RELOAD_EVERY_SECONDS
         while time.perf_counter() - start < seconds:
             time.sleep(min(1.0, max(0.0, next_reload - time.perf_counter())))
             if time.perf_counter() >= next_reload:
+                before_push.append(_rss_mb(proc.pid))
                 reloads.append(_push_new_versions(served))
                 next_reload += RELOAD_EVERY_SECONDS
         rss_end = _rss_mb(proc.pid)
+        sampler.stop.set()
         # Restart under load: SIGTERM drains; the balancer stops routing at once.
         load.routable.clear()
         proc.send_signal(signal.SIGTERM)
         drain_code = proc.wait(timeout=120)
-        proc = _serve(served, port, log_path)
+        proc = _serve(served, port, log_path, flags)
         _wait_ready(host, port)
         load.routable.set()
         time.sleep(10)
@@ -249,14 +285,20 @@ def run(out=sys.stdout, seconds: float = 600.0, serving_dir: str | None = None) 
             "rss_start_mb": rss_start,
             "rss_end_mb": rss_end,
             "rss_growth": growth,
+            "rss_peak_mb": sampler.peak,
+            "rss_before_pushes_mb": before_push,
+            "recycle_after_reloads": recycle_after_reloads,
             "drain_exit_code": drain_code,
             "reloads": len(reloads),
         }
         print(
             f"  requests {result['requests']}, failed {result['failed']} (target 0), "
             f"p99 {p99_all:.1f} ms\n"
-            f"  server RSS {rss_start:.0f} MB after warm-up -> {rss_end:.0f} MB before SIGTERM "
-            f"({100 * growth:+.1f}%, target < 5%)\n"
+            f"  server RSS (its process tree) {rss_start:.0f} MB after warm-up -> "
+            f"{rss_end:.0f} MB before SIGTERM ({100 * growth:+.1f}%, target < 5%); "
+            f"peak {sampler.peak:.0f} MB; before each push: "
+            f"{', '.join(f'{v:.0f}' for v in before_push)} MB; a fresh worker process "
+            f"after {recycle_after_reloads or 'no'} hot reload(s)\n"
             f"  SIGTERM: exit code {drain_code} (0: drained); connections refused while no "
             f"server listened: {load.refused}; requests sent again after the server closed an "
             f"idle keep-alive connection: {load.resent}",

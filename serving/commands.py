@@ -14,6 +14,12 @@ see ``serving.server.Limits``;
 
 Shutdown: SIGTERM or SIGINT stops accepting connections and answers ``/readyz`` 503 at
 once, lets the requests in flight finish for up to ``--drain-seconds``, then exits 0.
+
+Processes: with ``--recycle-after-reloads N`` (default 1) the command is a supervisor
+(``serving.supervisor``: no TensorFlow in it) that binds the port and runs the server in a
+worker process, replaced by a fresh one on the same socket after N hot reloads, so memory a
+reload leaves behind in TensorFlow is given back; 0 serves in this one process. The workers
+are this module run with the hidden ``--listen-fd``/``--control-fd``.
 """
 
 import os
@@ -38,6 +44,7 @@ DEFAULT_READ_TIMEOUT_SECONDS = 10.0
 DEFAULT_MAX_CONNECTIONS = 256
 DEFAULT_IDLE_TIMEOUT_SECONDS = 60.0  # keep it above a load balancer's own idle timeout
 DEFAULT_DRAIN_SECONDS = 20.0
+DEFAULT_RECYCLE_AFTER_RELOADS = 1  # the soak's RSS stays flat only when every reload recycles
 
 # flag -> (lowest, lowest allowed itself, highest): numbers checked by cmd_serve.
 _RANGES = {
@@ -50,6 +57,7 @@ _RANGES = {
     "max_connections": (1, True, 100_000),
     "idle_timeout_seconds": (0, False, 86400),
     "drain_seconds": (0, True, 3600),
+    "recycle_after_reloads": (0, True, 1_000_000),
 }
 _DEFAULTS = {
     "workers": DEFAULT_WORKERS,
@@ -59,6 +67,7 @@ _DEFAULTS = {
     "max_connections": DEFAULT_MAX_CONNECTIONS,
     "idle_timeout_seconds": DEFAULT_IDLE_TIMEOUT_SECONDS,
     "drain_seconds": DEFAULT_DRAIN_SECONDS,
+    "recycle_after_reloads": 0,  # a caller building args itself serves in its own process
     "access_log": True,
 }
 WORKDIR_ENV = "MOVIEREC_WORKDIR"
@@ -119,12 +128,62 @@ def add_serve_command(subparsers) -> argparse.ArgumentParser:
     ):
         serve.add_argument(flag, type=kind, default=default, help=f"{text} (default: {default})")
     serve.add_argument(
+        "--recycle-after-reloads",
+        type=int,
+        default=DEFAULT_RECYCLE_AFTER_RELOADS,
+        help="serve in a worker process replaced by a fresh one on the same port after this "
+        "many hot reloads, giving back what TensorFlow keeps of replaced models; 0: one "
+        f"process (default: {DEFAULT_RECYCLE_AFTER_RELOADS})",
+    )
+    serve.add_argument(
         "--no-access-log",
         dest="access_log",
         action="store_false",
         help="no INFO line per request",
     )
+    # A worker of serving.supervisor: the inherited listening socket and control pipe.
+    serve.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--control-fd", type=int, help=argparse.SUPPRESS)
     return serve
+
+
+def _worker_args(args, serving_dir) -> list[str]:
+    """The ``serve`` flags a supervisor's workers get: ``args`` without the supervisor's own."""
+    argv = ["--serving-dir", str(serving_dir), "--poll-seconds", repr(args.poll_seconds)]
+    for key in _DEFAULTS:
+        if key in ("recycle_after_reloads", "access_log"):
+            continue
+        argv += ["--" + key.replace("_", "-"), repr(getattr(args, key, _DEFAULTS[key]))]
+    if not getattr(args, "access_log", True):
+        argv.append("--no-access-log")
+    return argv
+
+
+def _supervise(args, serving_dir, flag, out) -> int:
+    """``movierec serve`` as a supervisor of worker processes (``serving.supervisor``)."""
+    from serving import supervisor
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        sock = supervisor.listen(args.host, args.port)
+    except OSError as err:
+        print(f"movierec: cannot listen on {args.host}:{args.port}: {err}", file=sys.stderr)
+        return 2
+    host, port = sock.getsockname()[:2]
+    n = flag["recycle_after_reloads"]
+    announce = supervisor.announce_line(
+        out,
+        host,
+        port,
+        serving_dir,
+        args.poll_seconds,
+        f"; a fresh worker process after {n} hot reload{'s' if n > 1 else ''}",
+    )
+    boss = supervisor.Supervisor(sock, _worker_args(args, serving_dir), n, flag["drain_seconds"])
+    try:
+        return boss.run(announce)
+    finally:
+        sock.close()
 
 
 def check_flags(args) -> str | None:
@@ -180,8 +239,16 @@ def cmd_serve(args, workdir: Path, out=sys.stdout) -> int:
     except ValueError as err:
         print(f"movierec: --serving-dir: {err}", file=sys.stderr)
         return 2
+    listen_fd = getattr(args, "listen_fd", None)
+    if flag["recycle_after_reloads"] and listen_fd is None:
+        return _supervise(args, serving_dir, flag, out)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     log = logging.getLogger("serving.commands")
+    reporter = None
+    if getattr(args, "control_fd", None) is not None:
+        from serving import supervisor
+
+        reporter = supervisor.Reporter(args.control_fd)
     store = service.open_store(serving_dir)
     store.poll()
     dir_problem = server_lib.serving_dir_problem(store)
@@ -195,36 +262,68 @@ def cmd_serve(args, workdir: Path, out=sys.stdout) -> int:
         max_connections=flag["max_connections"],
         idle_timeout=flag["idle_timeout_seconds"],
     )
+    sock = None
+    if listen_fd is not None:
+        import socket
+
+        sock = socket.socket(fileno=listen_fd)
     try:
         server = server_lib.make_server(
-            store, args.host, args.port, limits, access_log=flag["access_log"]
+            store, args.host, args.port, limits, access_log=flag["access_log"], sock=sock
         )
     except OSError as err:
         print(f"movierec: cannot listen on {args.host}:{args.port}: {err}", file=sys.stderr)
         return 2
-    store.start(args.poll_seconds)
-    host, port = server.server_address[:2]
-    versions = store.snapshot.versions() or "none yet"
-    print(
-        f"movierec serve: http://{host}:{port} over {serving_dir} (models: {versions}; "
-        f"polling every {args.poll_seconds:g} s)",
-        file=out,
-        flush=True,
-    )
+    if reporter is None:
+        store.start(args.poll_seconds)
+        host, port = server.server_address[:2]
+        versions = store.snapshot.versions() or "none yet"
+        print(
+            f"movierec serve: http://{host}:{port} over {serving_dir} (models: {versions}; "
+            f"polling every {args.poll_seconds:g} s)",
+            file=out,
+            flush=True,
+        )
+    else:
+        store.start(
+            args.poll_seconds,
+            on_switch=lambda _: reporter.send("switched", versions=store.snapshot.versions()),
+        )
+        ready = dir_problem is None and bool(store.snapshot.versions())
+        reporter.send("started", ready=ready, versions=store.snapshot.versions())
+    how = {}  # "drain" or "retire": the first signal decides, a SIGTERM may hasten a retire
 
     def stop(signum, frame):
         if server.app.draining:
             return
         server.app.draining = True  # /readyz answers 503 from now on
         log.info("%s: draining (up to %g s)", signal.Signals(signum).name, flag["drain_seconds"])
-        # shutdown() waits for serve_forever() to return, so it cannot run on its thread.
+        if not how:
+            how["mode"] = "drain"
+            # shutdown() waits for serve_forever() to return, so it cannot run on its thread.
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+    def retire(signum, frame):
+        if how:
+            return
+        how["mode"] = "retire"
+        log.info("a successor serves: retiring once open connections close")
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if reporter is not None:
+        from serving import supervisor
+
+        signal.signal(supervisor.RETIRE_SIGNAL, retire)
     try:
         server.serve_forever()
-        drained = server.drain(flag["drain_seconds"])
+        if how.get("mode") == "retire":
+            # Idle connections reach their idle timeout; a request read meanwhile finishes.
+            grace = limits.idle_timeout + limits.read_timeout + limits.request_timeout
+            drained = server.drain(grace, retire=True)
+        else:
+            drained = server.drain(flag["drain_seconds"])
         log.info("drained; exiting" if drained else "drain period over; exiting")
     finally:
         store.stop()

@@ -115,6 +115,9 @@ class App:
         self.store = store
         self.metrics = metrics if metrics is not None else metrics_lib.Metrics(store)
         self.draining = False  # set by Server.drain: /readyz answers 503 from then on
+        # set by Server.drain(retire=True): still ready (a successor process serves the
+        # same models), every answer closes its connection
+        self.retiring = False
 
     def handle(self, method: str, target: str, body: bytes) -> Response:
         """One request -> ``(status, JSON-able payload, extra headers)``; never raises.
@@ -494,8 +497,8 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             # TF Serving writes NaN and Infinity as bare tokens; so does json.dumps.
             data, content_type = json.dumps(payload).encode("utf-8"), "application/json"
-        if self.server.app.draining:
-            self.close_connection = True  # a load balancer reconnects to another replica
+        if self.server.app.draining or self.server.app.retiring:
+            self.close_connection = True  # the client reconnects: to another replica/process
         lines = [
             f"{self.protocol_version} {status} {_phrase(status)}",
             f"Server: {self.server_version}",
@@ -559,13 +562,21 @@ class Server(HTTPServer):
         app: App,
         limits: Limits | None = None,
         access_log: bool = True,
+        sock: socket.socket | None = None,
     ):
         self.app = app
         self.limits = limits = limits if limits is not None else Limits()
         self.access_log = access_log
         self._connections: dict[socket.socket, bool] = {}  # socket -> busy with a request
         self._lock = threading.Condition()
-        super().__init__(address, _Handler)
+        if sock is None:
+            super().__init__(address, _Handler)
+        else:  # a listening socket inherited from serving.supervisor, shared with others
+            super().__init__(sock.getsockname(), _Handler, bind_and_activate=False)
+            self.socket.close()
+            self.socket = sock
+            self.server_address = sock.getsockname()
+            self.server_name, self.server_port = self.server_address[:2]
         self._pool = _Pool(app, limits.workers, limits.queue)
         app.metrics.bind_server_state(self._state)
 
@@ -639,18 +650,30 @@ class Server(HTTPServer):
         else:
             log.exception("connection from %s failed", client_address[0])
 
-    def drain(self, grace_seconds: float) -> bool:
+    def drain(self, grace_seconds: float, *, retire: bool = False) -> bool:
         """Stops accepting, answers /readyz 503, waits for the open connections' requests.
 
         Call after ``serve_forever`` returned (``shutdown()``). Idle keep-alive
         connections close within a fraction of a second; a connection busy with a request
         closes once it is answered.
 
+        With ``retire=True`` (a process making way for its successor on the same listening
+        socket, ``serving.supervisor``) ``/readyz`` stays 200 and idle keep-alive
+        connections stay open until their idle timeout: a client that honours
+        ``Keep-Alive: timeout=`` never writes to a connection being closed, and a request
+        sent on one is answered with ``Connection: close``. Setting ``app.draining``
+        meanwhile (a SIGTERM) turns it into the fast drain.
+
         Returns:
           True if every connection closed within ``grace_seconds``.
         """
-        self.app.draining = True
-        self.socket.close()  # new connections are refused from now on
+        if retire:
+            self.app.retiring = True
+        else:
+            self.app.draining = True
+        # Closes this process's descriptor only: a listening socket shared with a successor
+        # keeps accepting there. Alone, new connections are refused from now on.
+        self.socket.close()
         deadline = time.monotonic() + grace_seconds
         with self._lock:
             while self._connections:
@@ -678,13 +701,15 @@ def make_server(
     port: int = 8501,
     limits: Limits | None = None,
     access_log: bool = True,
+    sock: socket.socket | None = None,
 ) -> Server:
-    """An HTTP server over ``store`` bound to ``(host, port)`` (port 0 picks a free one).
+    """An HTTP server over ``store`` bound to ``(host, port)`` (port 0 picks a free one),
+    or accepting on ``sock``, an already listening socket (``host``/``port`` then unused).
 
     Call ``serve_forever()`` on it (in a thread for tests); ``server_address`` has the
     bound port. ``access_log=False`` drops the per-request INFO lines.
     """
-    return Server((host, port), App(store), limits, access_log)
+    return Server((host, port), App(store), limits, access_log, sock)
 
 
 def _refuse(sock: socket.socket, max_connections: int) -> None:

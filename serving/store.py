@@ -414,13 +414,21 @@ class ModelStore:
             level = logging.WARNING if isinstance(err, _NotYet) else logging.ERROR
             log.log(level, "not serving bundle %d: %s", bundle_id, reason)
 
-    def start(self, interval_seconds: float) -> None:
-        """Polls every ``interval_seconds`` in a daemon thread until :meth:`stop`."""
+    def start(
+        self,
+        interval_seconds: float,
+        on_switch: Callable[[list[tuple[str, int]]], None] | None = None,
+    ) -> None:
+        """Polls every ``interval_seconds`` in a daemon thread until :meth:`stop`; after a
+        poll that switched versions, calls ``on_switch`` with what :meth:`poll` returned."""
         if self._thread is not None:
             raise RuntimeError("the store is already polling")
         self._stop.clear()
         self._thread = threading.Thread(
-            target=self._poll_forever, args=(interval_seconds,), name="model-poller", daemon=True
+            target=self._poll_forever,
+            args=(interval_seconds, on_switch),
+            name="model-poller",
+            daemon=True,
         )
         self._thread.start()
 
@@ -431,17 +439,19 @@ class ModelStore:
             self._thread.join()
             self._thread = None
 
-    def _poll_forever(self, interval_seconds: float) -> None:
+    def _poll_forever(self, interval_seconds: float, on_switch) -> None:
         failing = False
         while not self._stop.wait(interval_seconds):
             try:
-                self.poll()
+                switched = self.poll()
             except Exception:  # a poll must never kill the poller; the next one may succeed
                 if not failing:
                     log.exception("polling %s failed", self.serving_dir)
                 failing = True
-            else:
-                failing = False
+                continue
+            failing = False
+            if switched and on_switch is not None:
+                on_switch(switched)
 
     def _check_serving_dir(self) -> None:
         if self._mirror is not None:

@@ -279,10 +279,10 @@ def test_not_ready_without_models(tmp_path, start_server):
     assert client.get("/healthz") == (200, {"status": "ok"})
 
 
-def test_serve_command_serves_until_sigterm(serving_dir):
+def test_serve_command_serves_in_one_process_until_sigterm(serving_dir):
     proc = subprocess.Popen(
         [sys.executable, "-m", "serving.commands", "serve", "--serving-dir", str(serving_dir)]
-        + ["--port", "0", "--poll-seconds", "0.5"],
+        + ["--port", "0", "--poll-seconds", "0.5", "--recycle-after-reloads", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
