@@ -9,6 +9,7 @@ paths, image, Dataflow, Vertex AI Training) and hands the result to
 """
 
 import argparse
+import dataclasses
 import sys
 
 from data.sources import SPAN_LAYOUTS, DatasetSpec
@@ -22,6 +23,7 @@ from pipeline.kubeflow_v2_runner import (
     compile_pipeline,
 )
 from serving import gcs
+from trainer.config import STRATEGIES
 
 _REQUIRED = ("project", "region", "gcs_root", "image", "data_uri", "serving_uri")
 _GCS_FLAGS = ("gcs_root", "data_uri", "serving_uri", "temp_location")
@@ -72,6 +74,26 @@ def vertex_target(args: argparse.Namespace) -> VertexTarget:
         serving_dir=args.serving_uri,
     )
     dataflow = Dataflow(args.project, args.region, temp_location, args.image, args.max_workers)
+    replicas = getattr(args, "trainer_replicas", 1)
+    strategy = getattr(args, "trainer_strategy", None)
+    if replicas < 1:
+        raise ValueError(f"--trainer-replicas must be >= 1, got {replicas}")
+    if replicas > 1 and not args.trainer_machine_type:
+        raise ValueError("--trainer-replicas needs --trainer-machine-type (Vertex AI Training)")
+    if replicas > 1 and strategy in ("default", "mirrored"):
+        raise ValueError(
+            f"--trainer-strategy {strategy} with --trainer-replicas {replicas}: each replica "
+            "would train a model of its own; use multi_worker_mirrored (or auto)"
+        )
+    if strategy:
+        config = dataclasses.replace(
+            config, trainer=dataclasses.replace(config.trainer, strategy=strategy)
+        )
+    if config.trainer.strategy == "multi_worker_mirrored" and not args.trainer_machine_type:
+        raise ValueError(
+            "strategy multi_worker_mirrored needs --trainer-machine-type: only a Vertex AI "
+            "Training job gives the Trainer a cluster (TF_CONFIG)"
+        )
     training = None
     if args.trainer_machine_type:
         training = VertexTraining(
@@ -81,6 +103,7 @@ def vertex_target(args: argparse.Namespace) -> VertexTarget:
             args.trainer_machine_type,
             args.trainer_accelerator,
             args.trainer_accelerator_count if args.trainer_accelerator else 0,
+            replicas,
         )
     return VertexTarget(config, dataflow, args.image, training)
 
@@ -122,6 +145,19 @@ def add_compile_command(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--trainer-accelerator", help="e.g. NVIDIA_TESLA_T4")
     p.add_argument("--trainer-accelerator-count", type=int, default=1)
+    p.add_argument(
+        "--trainer-replicas",
+        type=int,
+        default=1,
+        help="machines of --trainer-machine-type training together (a chief and N-1 "
+        "workers; the Trainer then trains under MultiWorkerMirroredStrategy) (default: 1)",
+    )
+    p.add_argument(
+        "--trainer-strategy",
+        choices=STRATEGIES,
+        help="the Trainer's tf.distribute strategy (default: the trainer config's, auto: "
+        "multi-worker across replicas, mirrored over a machine's GPUs)",
+    )
     # The split, Trainer, index, reject, warm start (for scheduled retraining) and refit
     # flags of `run` and `retrain`.
     flags.add_config_flags(p)

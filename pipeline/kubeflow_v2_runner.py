@@ -57,10 +57,13 @@ class VertexTraining:
 
     Attributes:
       project, region: where the custom job runs.
-      image: the pipeline image, which the job's single worker runs.
-      machine_type: Compute Engine machine type of the worker, e.g. ``"n1-standard-4"``.
+      image: the pipeline image, which every replica of the job runs.
+      machine_type: Compute Engine machine type of each replica, e.g. ``"n1-standard-4"``.
       accelerator_type: e.g. ``"NVIDIA_TESLA_T4"``; None trains on CPU.
       accelerator_count: accelerators attached when ``accelerator_type`` is set.
+      replicas: machines training together: worker pool 0 (Vertex's ``chief`` in
+        ``TF_CONFIG``) holds one, pool 1 (``worker``) the others; the Trainer's ``auto``
+        strategy is then ``MultiWorkerMirroredStrategy`` (``trainer.distribute``).
     """
 
     project: str
@@ -69,6 +72,7 @@ class VertexTraining:
     machine_type: str = "n1-standard-4"
     accelerator_type: str | None = None
     accelerator_count: int = 0
+    replicas: int = 1
 
     def custom_config(self) -> dict:
         """The ``custom_config`` keys TFX's Vertex Trainer executor reads (CustomJob spec)."""
@@ -78,16 +82,11 @@ class VertexTraining:
         if self.accelerator_type:
             machine_spec["accelerator_type"] = self.accelerator_type
             machine_spec["accelerator_count"] = self.accelerator_count
-        job_spec = {
-            "project": self.project,
-            "worker_pool_specs": [
-                {
-                    "machine_spec": machine_spec,
-                    "replica_count": 1,
-                    "container_spec": {"image_uri": self.image},
-                }
-            ],
-        }
+        pool = {"machine_spec": machine_spec, "container_spec": {"image_uri": self.image}}
+        pools = [{**pool, "replica_count": 1}]
+        if self.replicas > 1:
+            pools.append({**pool, "replica_count": self.replicas - 1})
+        job_spec = {"project": self.project, "worker_pool_specs": pools}
         return {
             gcai.ENABLE_VERTEX_KEY: True,
             gcai.VERTEX_REGION_KEY: self.region,

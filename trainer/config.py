@@ -16,6 +16,8 @@ from serving.names import DEFAULT_RETRIEVAL_K
 # re-ranker only when that beats retrieval order on the validation cut; "off" never re-ranks;
 # "on" always does.
 RERANK_MODES = ("auto", "on", "off")
+# The tf.distribute strategies the Trainer trains under (trainer.distribute says what each is).
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker_mirrored")
 
 # Bounds of the numeric fields: (low, high, low is allowed, high is allowed). Counts and
 # widths stay within int32, what TensorFlow shapes and tf.data batch sizes take; the seed
@@ -80,6 +82,8 @@ class TrainerConfig:
         retrieval_k).
       validation_fraction: share of each user's train ratings held out for the choices.
       seed: seed of initialisation, shuffling and the validation cut.
+      strategy: one of ``STRATEGIES``: the ``tf.distribute`` strategy of training
+        (``trainer.distribute``); ``auto`` takes ``TF_CONFIG``'s workers, else the GPUs.
       refit: train once with the choices recorded in the Trainer's base model (the model
         the Evaluator blessed) instead of choosing; the pipeline's refit Trainer sets it and
         hands it every ingested rating.
@@ -104,6 +108,7 @@ class TrainerConfig:
     candidates: int = DEFAULT_RETRIEVAL_K
     validation_fraction: float = 0.2
     seed: int = 42
+    strategy: str = "auto"
     refit: bool = False
 
     def __post_init__(self):
@@ -115,6 +120,11 @@ class TrainerConfig:
             raise ValueError(
                 f"trainer config: rerank must be one of {', '.join(RERANK_MODES)}, "
                 f"got {self.rerank!r}"
+            )
+        if self.strategy not in STRATEGIES:
+            raise ValueError(
+                f"trainer config: strategy must be one of {', '.join(STRATEGIES)}, "
+                f"got {self.strategy!r}"
             )
 
     @classmethod

@@ -112,12 +112,17 @@ class JointModel(tfrs.Model):
         self.reranker.build((None, NUM_RERANK_FEATURES))
         self.use_reranker = tf.Variable(False, trainable=False)
         self.movie_log_count = tf.constant(np.log1p(movie_counts), tf.float32)
+        # Labels and predictions are [batch]: the losses' per-example axis (the last) is the
+        # batch, so each returns the batch mean as one value, and SUM (what a loss called
+        # under a tf.distribute strategy must use) leaves it so. train_step scales by replica.
         self.ranking_task = tfrs.tasks.Ranking(
-            loss=tf.keras.losses.MeanSquaredError(),
+            loss=tf.keras.losses.MeanSquaredError(reduction=tf.keras.losses.Reduction.SUM),
             metrics=[tf.keras.metrics.RootMeanSquaredError(name="rmse")],
         )
         self.rerank_task = tfrs.tasks.Ranking(
-            loss=tf.keras.losses.BinaryCrossentropy(from_logits=True)
+            loss=tf.keras.losses.BinaryCrossentropy(
+                from_logits=True, reduction=tf.keras.losses.Reduction.SUM
+            )
         )
         self.loss_means = {
             name: tf.keras.metrics.Mean(name=name)
@@ -311,11 +316,18 @@ class JointModel(tfrs.Model):
         return loss + self.config.rating_l2 * penalty
 
     def train_step(self, inputs):
-        """One step on the variables the phase's loss reaches (the others get no gradient)."""
+        """One step on the variables the phase's loss reaches (the others get no gradient).
+
+        Under a ``tf.distribute`` strategy of N replicas each replica's loss (the mean over
+        its 1/N of the batch) is divided by N before the gradients are summed across replicas,
+        so a step is the global batch's mean gradient as on one device (``trainer.distribute``).
+        """
+        replicas = self.distribute_strategy.num_replicas_in_sync
         with tf.GradientTape() as tape:
             loss = self.compute_loss(inputs, training=True)
+            scaled = loss / replicas if replicas > 1 else loss
         variables = self.trainable_variables
-        grads = tape.gradient(loss, variables)
+        grads = tape.gradient(scaled, variables)
         pairs = [(g, v) for g, v in zip(grads, variables, strict=True) if g is not None]
         self.optimizer.apply_gradients(pairs)
         metrics = {m.name: m.result() for m in self.metrics}

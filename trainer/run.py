@@ -22,6 +22,7 @@ import copy
 import dataclasses
 import json
 import os
+import tempfile
 import time
 
 import numpy as np
@@ -30,7 +31,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
 
-from trainer import data, ease, export, features, selection, warm_start
+from trainer import data, distribute, ease, export, features, selection, warm_start
 from trainer.config import TrainerConfig
 from trainer.model import HISTORY, RERANK_FEATURES, RERANK_LABEL, JointModel, movie_counts
 
@@ -331,6 +332,7 @@ def train(
     vocabularies: data.Vocabularies,
     config: TrainerConfig,
     previous: warm_start.PreviousModel | None = None,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> tuple[JointModel, dict]:
     """Chooses the settings on a validation cut, then trains on all of ``train_columns``.
 
@@ -340,17 +342,22 @@ def train(
       config: hyperparameters and the grids of the choices.
       previous: a model to warm-start from (``warm_start.read_previous_model``); None
         trains from a fresh initialisation.
+      strategy: the ``tf.distribute`` strategy to build and train the model under
+        (``trainer.distribute.make_strategy``); None: the current one (one device unless
+        called inside a strategy's scope).
 
     Returns:
       The trained model and a summary dict: the config, the choices and the validation
-      numbers behind them, durations, examples/s, and under ``"warm_start"`` what
-      ``warm_start.warm_start`` carried over (or None).
+      numbers behind them, durations, examples/s, the strategy, and under ``"warm_start"``
+      what ``warm_start.warm_start`` carried over (or None).
     """
-    tf.keras.utils.set_random_seed(config.seed)
-    start = time.perf_counter()
-    choices, report = _choose(train_columns, vocabularies, config, previous)
-    choose_seconds = time.perf_counter() - start
-    model, summary = fit_with(train_columns, vocabularies, config, choices, previous)
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        tf.keras.utils.set_random_seed(config.seed)
+        start = time.perf_counter()
+        choices, report = _choose(train_columns, vocabularies, config, previous)
+        choose_seconds = time.perf_counter() - start
+    model, summary = fit_with(train_columns, vocabularies, config, choices, previous, strategy)
     summary["validation"] = report
     summary["choose_seconds"] = choose_seconds
     summary["history"] = {
@@ -366,26 +373,29 @@ def fit_with(
     config: TrainerConfig,
     choices: Choices,
     previous: warm_start.PreviousModel | None = None,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> tuple[JointModel, dict]:
     """Round 2 alone: trains on all of ``train_columns`` with ``choices`` (no validation cut).
 
     :func:`train` calls it after choosing; the refit Trainer calls it with the choices of
-    the blessed model on every ingested rating.
+    the blessed model on every ingested rating. ``strategy`` as in :func:`train`.
 
     Returns:
-      The trained model and its summary (config, choices, durations, warm start).
+      The trained model and its summary (config, choices, durations, strategy, warm start).
     """
-    tf.keras.utils.set_random_seed(config.seed)
-    model, carried = _new_model(train_columns, vocabularies, config, previous)
-    x = _history_matrix(train_columns, vocabularies)
-    refit_start = time.perf_counter()
-    _fit_retrieval(model, x, None, config, epochs=choices.retrieval_epochs)
-    _set_ease(model, x, choices.ease_lambda, config)
-    model.set_blend(choices.blend_weight)
-    _fit_rating(model, train_columns, None, config, epochs=choices.rating_epochs)
-    model.reranker.set_weights([np.asarray(w, np.float32) for w in choices.reranker_weights])
-    model.use_reranker.assign(choices.use_reranker)
-    refit_seconds = time.perf_counter() - refit_start
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        tf.keras.utils.set_random_seed(config.seed)
+        model, carried = _new_model(train_columns, vocabularies, config, previous)
+        x = _history_matrix(train_columns, vocabularies)
+        refit_start = time.perf_counter()
+        _fit_retrieval(model, x, None, config, epochs=choices.retrieval_epochs)
+        _set_ease(model, x, choices.ease_lambda, config)
+        model.set_blend(choices.blend_weight)
+        _fit_rating(model, train_columns, None, config, epochs=choices.rating_epochs)
+        model.reranker.set_weights([np.asarray(w, np.float32) for w in choices.reranker_weights])
+        model.use_reranker.assign(choices.use_reranker)
+        refit_seconds = time.perf_counter() - refit_start
     n = len(train_columns[features.RATING])
     summary = {
         "config": config.to_dict(),
@@ -398,6 +408,7 @@ def fit_with(
         "examples_per_second": n
         * (choices.retrieval_epochs + choices.rating_epochs)
         / max(refit_seconds, 1e-9),
+        "distribution": distribute.describe(strategy),
         "warm_start": carried,
     }
     return model, copy.deepcopy(summary)
@@ -423,6 +434,7 @@ def run_fn(fn_args) -> None:
         choice is made on a cut of train, and the Evaluator measures the eval split.
     """
     config = TrainerConfig.from_custom_config(hyperparameters(fn_args.custom_config))
+    strategy = distribute.make_strategy(config.strategy)  # before any other TensorFlow op
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     vocabularies = data.read_vocabularies(tf_transform_output)
     train_columns = data.read_transformed(fn_args.train_files)
@@ -439,19 +451,31 @@ def run_fn(fn_args) -> None:
         if not fn_args.base_model:
             raise ValueError("trainer config: refit needs the evaluated model as base_model")
         choices = export.read_choices(fn_args.base_model)
-        model, summary = fit_with(train_columns, vocabularies, config, choices)
+        model, summary = fit_with(train_columns, vocabularies, config, choices, None, strategy)
         summary["refit_of"] = fn_args.base_model
     else:
         previous = (
             warm_start.read_previous_model(fn_args.base_model) if fn_args.base_model else None
         )
-        model, summary = train(train_columns, vocabularies, config, previous)
-    logging.info("choices: %s", summary["chosen"])
+        model, summary = train(train_columns, vocabularies, config, previous, strategy)
+    logging.info("choices: %s; trained under %s", summary["chosen"], summary["distribution"])
     if summary["warm_start"]:
         logging.info("warm start: %s", summary["warm_start"])
     history = export.Histories.from_indices(
         train_columns[features.USER_IDX], train_columns[features.MOVIE_IDX], vocabularies
     )
+    if not distribute.is_chief(strategy):
+        # Every task of a multi-worker cluster saves (as tf.distribute's guide says);
+        # only the chief's copy is the Trainer's output.
+        with tempfile.TemporaryDirectory() as scratch:
+            export.export_serving_model(
+                model,
+                vocabularies,
+                history,
+                os.path.join(scratch, "model"),
+                choices=summary["chosen"],
+            )
+        return
     export.export_serving_model(
         model, vocabularies, history, fn_args.serving_model_dir, choices=summary["chosen"]
     )

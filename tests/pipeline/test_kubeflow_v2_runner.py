@@ -235,6 +235,73 @@ def test_vertex_training_runs_the_trainer_as_a_custom_job(compiled):
         assert tasks(spec)[task] == tasks(step_spec)[task]
 
 
+def test_trainer_replicas_make_a_chief_and_worker_pool_vertex_and_tfx_accept(tmp_path):
+    """Three replicas: pool 0 (Vertex's ``chief`` in TF_CONFIG) and pool 1 with two
+    ``worker`` replicas; TFX's Vertex client turns the job args into a CustomJob that the
+    aiplatform_v1 proto takes (strictly), every pool running TFX's executor command."""
+    from google.cloud import aiplatform_v1
+    from tfx.extensions.google_cloud_ai_platform import training_clients
+    from tfx.v1.extensions import google_cloud_ai_platform as gcai
+
+    argv = [*FLAGS, f"--out={tmp_path / 'p.json'}", *VERTEX_TRAINER_FLAGS]
+    target = compile_command.vertex_target(
+        parse([*argv, "--trainer-replicas=3", "--trainer-strategy=multi_worker_mirrored"])
+    )
+    assert target.training.replicas == 3
+    assert target.config.trainer.strategy == "multi_worker_mirrored"
+    job_args = dict(target.training.custom_config()[gcai.TRAINING_ARGS_KEY])
+    assert job_args.pop("project") == "movierec-test"  # as TFX's runner does
+    # The client as TFX's runner makes it, minus the gapic client (its credentials).
+    client = training_clients.VertexJobClient.__new__(training_clients.VertexJobClient)
+    client._region = "europe-west4"
+    custom_job = client.create_training_job(
+        {},
+        {},
+        {"custom_config": "{}"},
+        "tfx.components.trainer.executor.GenericExecutor",
+        json.loads(json.dumps(job_args)),
+        "movierec-trainer",
+        None,
+    )
+    job = aiplatform_v1.CustomJob(custom_job)
+    pools = job.job_spec.worker_pool_specs
+    assert [p.replica_count for p in pools] == [1, 2]
+    for pool in pools:
+        assert pool.machine_spec.machine_type == "n1-highmem-8"
+        assert pool.machine_spec.accelerator_count == 2
+        assert pool.container_spec.image_uri == IMAGE
+        assert "tfx.scripts.run_executor" in " ".join(pool.container_spec.command)
+    # One replica: one pool, as before; auto leaves the strategy to TF_CONFIG.
+    one = compile_command.vertex_target(parse(argv))
+    assert one.training.replicas == 1 and one.config.trainer.strategy == "auto"
+    specs = one.training.custom_config()[gcai.TRAINING_ARGS_KEY]["worker_pool_specs"]
+    assert [p["replica_count"] for p in specs] == [1]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--trainer-replicas=2"], "--trainer-replicas needs --trainer-machine-type"),
+        (["--trainer-replicas=0"], "--trainer-replicas must be >= 1, got 0"),
+        (
+            ["--trainer-strategy=multi_worker_mirrored"],
+            "strategy multi_worker_mirrored needs --trainer-machine-type",
+        ),
+        (
+            [*VERTEX_TRAINER_FLAGS, "--trainer-replicas=2", "--trainer-strategy=mirrored"],
+            "--trainer-strategy mirrored with --trainer-replicas 2: each replica would train",
+        ),
+    ],
+)
+def test_trainer_replica_flags_that_cannot_train_together_are_refused(
+    tmp_path, capsys, extra, message
+):
+    out = tmp_path / "pipeline.json"
+    assert compile_command.cmd_compile(parse([*FLAGS, f"--out={out}", *extra])) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     ("drop", "named"),
     [
