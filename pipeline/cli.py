@@ -106,11 +106,18 @@ def cmd_run(args, env: Environment, out=sys.stdout) -> int:
     except ValueError as e:  # json.JSONDecodeError is a ValueError too
         print(f"movierec: invalid option: {e}", file=sys.stderr)
         return 2
+    workers = getattr(args, "beam_workers", 1)
+    if workers < 1:
+        print(
+            f"movierec: invalid option: --beam-workers must be >= 1, got {workers}", file=sys.stderr
+        )
+        return 2
     workdir = env.workdir
     run_dir = launch.new_run_dir(workdir)
     log_path = run_dir / "pipeline.log"
     print(f"movierec: training on {_describe(dataset)} (log: {log_path})", file=out, flush=True)
-    outcome = launch.run_child(config, workdir, run_dir, out)
+    runner_flags = ("--beam-workers", str(workers)) if workers > 1 else ()
+    outcome = launch.run_child(config, workdir, run_dir, out, runner_flags)
     if outcome is None:
         return 1
     results = outcome[0]
@@ -228,6 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train, evaluate and push through the TFX pipeline")
     run.add_argument("--user", default="42", help="user shown in the closing demo")
+    run.add_argument(
+        "--beam-workers",
+        type=int,
+        default=1,
+        help="processes of Beam's DirectRunner for ExampleGen, StatisticsGen and Transform: "
+        "1 runs them in-process (best for MovieLens-100k-sized data), N > 1 in Beam's "
+        "multi-processing mode (default: 1)",
+    )
     flags.add_config_flags(run)
     data = run.add_argument_group("dataset")
     data.add_argument("--dataset", choices=DATASET_NAMES, default="ml-100k")

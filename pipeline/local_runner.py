@@ -24,6 +24,18 @@ from pipeline.pipeline import create_pipeline
 DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 
 
+def beam_args(workers: int = 1) -> tuple[str, ...]:
+    """DirectRunner options: in this process for 1 worker (the default: no start-up cost,
+    one core), Beam's multi-processing mode with ``workers`` processes otherwise (each
+    stage's bundles spread over the cores; worth it once a stage's work outweighs the
+    workers' start-up, see the README's Beam section)."""
+    if workers < 1:
+        raise ValueError(f"--beam-workers must be >= 1, got {workers}")
+    if workers == 1:
+        return DEFAULT_BEAM_ARGS
+    return ("--direct_running_mode=multi_processing", f"--direct_num_workers={workers}")
+
+
 def run(
     config: PipelineConfig,
     metadata_path: str,
@@ -57,13 +69,24 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--enable-cache", action="store_true", help="reuse outputs recorded in ML-Metadata"
     )
+    parser.add_argument(
+        "--beam-workers",
+        type=int,
+        default=1,
+        help="Beam DirectRunner workers: 1 in this process, more in multi-processing mode",
+    )
     args = parser.parse_args(argv)
     # INFO carries LocalDagRunner's "Component X is running/finished" lines that
     # `movierec run` follows in this process's log.
     logging.set_verbosity(logging.INFO)
     with open(args.config) as f:
         config = config_from_dict(json.load(f))
-    results = run(config, args.metadata, enable_cache=args.enable_cache)
+    results = run(
+        config,
+        args.metadata,
+        beam_args=beam_args(args.beam_workers),
+        enable_cache=args.enable_cache,
+    )
     with open(args.results, "w") as f:
         json.dump(results, f, indent=2)
     return 0

@@ -50,6 +50,7 @@ COMMANDS = {"run": ["run"], "retrain": ["retrain", "--spans", "spans"], "compile
         (["--dataset", "ml-100k", "--columns", "user=u"], "apply to --dataset table"),
         (["--dataset", "synthetic", "--synthetic-users", "0"], "num_users"),
         (["--dataset", "ml-100k", "--implicit-threshold", "nan"], "implicit_threshold"),
+        (["--dataset", "synthetic", "--beam-workers", "0"], "--beam-workers must be >= 1, got 0"),
         # Not downloadable: the message says where the two files go.
         (["--dataset", "netflix"], "/netflix/Netflix_Dataset_Rating.csv"),
     ],
