@@ -100,17 +100,13 @@ def cmd_run(args, env: Environment, out=sys.stdout) -> int:
         config = flags.config_from_flags(
             args, dataset=dataset, **launch.local_locations(env.workdir)
         )
+        workers = getattr(args, "beam_workers", 1)
+        flags.beam_args(workers)  # a bad --beam-workers fails here, before any work
     except data_home.DatasetUnavailableError as e:
         print(f"movierec: {e}", file=sys.stderr)
         return 2
     except ValueError as e:  # json.JSONDecodeError is a ValueError too
         print(f"movierec: invalid option: {e}", file=sys.stderr)
-        return 2
-    workers = getattr(args, "beam_workers", 1)
-    if workers < 1:
-        print(
-            f"movierec: invalid option: --beam-workers must be >= 1, got {workers}", file=sys.stderr
-        )
         return 2
     workdir = env.workdir
     run_dir = launch.new_run_dir(workdir)

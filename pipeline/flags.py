@@ -21,6 +21,27 @@ _SPLIT = splits.SplitConfig()
 DEFAULT_SPAN_LAYOUT = "movielens-latest"
 
 
+# In-process Beam keeps start-up cheap for data of MovieLens size.
+DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+
+
+def beam_args(workers: int = 1) -> tuple[str, ...]:
+    """DirectRunner options (``movierec run --beam-workers``, ``pipeline.local_runner``): in
+    the runner's process for 1 worker (the default: no start-up cost, one core), Beam's
+    multi-processing mode with ``workers`` processes otherwise (each stage's bundles spread
+    over the cores; worth it once a stage's work outweighs the workers' start-up, see the
+    README's Beam section).
+
+    Raises:
+      ValueError: ``workers`` < 1.
+    """
+    if workers < 1:
+        raise ValueError(f"--beam-workers must be >= 1, got {workers}")
+    if workers == 1:
+        return DEFAULT_BEAM_ARGS
+    return ("--direct_running_mode=multi_processing", f"--direct_num_workers={workers}")
+
+
 def add_config_flags(
     parser: argparse.ArgumentParser, warm_start: str = default("warm_start_from")
 ) -> None:

@@ -17,23 +17,9 @@ from absl import logging
 from tfx import v1 as tfx
 
 from pipeline.config import PipelineConfig, config_from_dict
+from pipeline.flags import DEFAULT_BEAM_ARGS, beam_args
 from pipeline.metadata import collect_results
 from pipeline.pipeline import create_pipeline
-
-# In-process Beam keeps start-up cheap for data of MovieLens size.
-DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
-
-
-def beam_args(workers: int = 1) -> tuple[str, ...]:
-    """DirectRunner options: in this process for 1 worker (the default: no start-up cost,
-    one core), Beam's multi-processing mode with ``workers`` processes otherwise (each
-    stage's bundles spread over the cores; worth it once a stage's work outweighs the
-    workers' start-up, see the README's Beam section)."""
-    if workers < 1:
-        raise ValueError(f"--beam-workers must be >= 1, got {workers}")
-    if workers == 1:
-        return DEFAULT_BEAM_ARGS
-    return ("--direct_running_mode=multi_processing", f"--direct_num_workers={workers}")
 
 
 def run(

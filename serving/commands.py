@@ -275,14 +275,12 @@ def cmd_serve(args, workdir: Path, out=sys.stdout) -> int:
         print(f"movierec: cannot listen on {args.host}:{args.port}: {err}", file=sys.stderr)
         return 2
     if reporter is None:
+        from serving import supervisor
+
         store.start(args.poll_seconds)
         host, port = server.server_address[:2]
-        versions = store.snapshot.versions() or "none yet"
-        print(
-            f"movierec serve: http://{host}:{port} over {serving_dir} (models: {versions}; "
-            f"polling every {args.poll_seconds:g} s)",
-            file=out,
-            flush=True,
+        supervisor.announce_line(out, host, port, serving_dir, args.poll_seconds, "")(
+            store.snapshot.versions()
         )
     else:
         store.start(

@@ -98,7 +98,6 @@ class _Worker:
         self.number = number
         self.proc = proc
         self.started_at = time.monotonic()
-        self.started = False
         self.ready = False
         self.versions: dict[str, int] = {}
         self.switches = 0
@@ -164,7 +163,7 @@ class Supervisor:
             if kind == "exited":
                 self._exited(worker, payload)
             elif kind == "started":
-                worker.started, worker.ready = True, bool(payload.get("ready"))
+                worker.ready = bool(payload.get("ready"))
                 worker.versions = payload.get("versions", {})
                 if not announced and worker is self._current:
                     announce(worker.versions)

@@ -28,10 +28,8 @@ _TIMEOUT = 600
 
 
 def _env(**extra):
-    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **extra}
-    env.pop("TF_CONFIG", None)
-    env.update(extra)
-    return env
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}  # only the test's own
+    return {**env, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **extra}
 
 
 def _start(out: Path, strategy: str, logical_cpus: int = 1, **env):
