@@ -2,8 +2,8 @@
 ingestion.
 
 Usage: python -m bench [pipeline] [trainer] [evaluation] [ingest] [serving] [retrieval_scale]
-    [runner_modes] [retrain] [quality] [refit] [http_servers] [soak] [--repeats N]
-    [--ingest-ratings N] [--soak-seconds S]
+    [runner_modes] [retrain] [quality] [refit] [http_servers] [soak] [scale] [--repeats N]
+    [--ingest-ratings N] [--soak-seconds S] [--scale-ratings N,N,..] [--beam-workers N]
 
 Figures are printed (medians over repeats, ratios within one run); nothing is asserted.
 """
@@ -33,6 +33,7 @@ from bench import (
     retrain,
     retrieval_scale,
     runner_modes,
+    scale,
     serving,
     soak,
 )
@@ -185,6 +186,12 @@ def main(argv=None) -> int:
         default=1,
         help="serve's --recycle-after-reloads in the soak (0: one process reloading in place)",
     )
+    parser.add_argument(
+        "--scale-ratings",
+        default=",".join(str(n) for n in scale.DEFAULT_SIZES),
+        help="sizes of the scale benchmark, e.g. 1M,5M,20M",
+    )
+    parser.add_argument("--beam-workers", type=int, default=1, help="scale: movierec run's")
     args = parser.parse_args(argv)
     if "pipeline" in args.what:
         bench_pipeline()
@@ -208,6 +215,8 @@ def main(argv=None) -> int:
         http_servers.run(sys.stdout)
     if "soak" in args.what:  # 10 minutes: not in the default set
         soak.run(sys.stdout, seconds=args.soak_seconds, recycle_after_reloads=args.soak_recycle)
+    if "scale" in args.what:  # hours at 20M: not in the default set
+        scale.run(sys.stdout, scale.parse_sizes(args.scale_ratings), args.beam_workers)
     if "runner_modes" in args.what:  # two full pipeline runs per mode: not in the default set
         runner_modes.run(sys.stdout)
     return 0

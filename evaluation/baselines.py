@@ -16,9 +16,6 @@ from evaluation.metrics import ScoreFn
 from trainer import ease
 
 EASE_LAMBDA = 300.0
-# EASE inverts a movies x movies matrix: above this many movies it is fitted on the most
-# rated ones only (float32, 10k x 10k = 400 MB) and the rest are never recommended.
-EASE_MAX_MOVIES = 10_000
 
 
 def popularity_scores(train_counts: np.ndarray) -> ScoreFn:
@@ -28,16 +25,16 @@ def popularity_scores(train_counts: np.ndarray) -> ScoreFn:
 
 
 def fit_ease(
-    seen: sp.csr_matrix, lam: float = EASE_LAMBDA, max_movies: int = EASE_MAX_MOVIES
+    seen: sp.csr_matrix, lam: float = EASE_LAMBDA, max_movies: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Fits EASE on the binary ``[num_users, num_movies]`` train matrix.
+    """Fits EASE on the binary ``[num_users, num_movies]`` train matrix; above
+    ``max_movies`` (default ``trainer.ease.MAX_MOVIES``, the model's own bound) movies, on
+    the most rated ones only, and the rest are never recommended.
 
     Returns:
       ``(movies [m] int rows the model covers, B [m, m] float32 item-item weights)``.
     """
-    counts = np.asarray(seen.sum(axis=0)).ravel()
-    movies = np.sort(np.argsort(-counts, kind="stable")[:max_movies])
-    return movies, ease.fit(seen[:, movies], lam)
+    return ease.fit_most_rated(seen, lam, max_movies)
 
 
 def ease_scores(seen: sp.csr_matrix, ease: tuple[np.ndarray, np.ndarray]) -> ScoreFn:

@@ -71,6 +71,9 @@ def create_components(config: PipelineConfig) -> list:
             analyze=[features.TRAIN_SPLIT],
             transform=[features.TRAIN_SPLIT, features.EVAL_SPLIT],
         ),
+        # TFDV statistics of the raw and the transformed examples, which nothing reads
+        # (StatisticsGen's are the ones validated): two more passes over the data.
+        disable_statistics=True,
     )
     transform.add_upstream_node(gate)
     latest_blessed = tfx.dsl.Resolver(

@@ -104,11 +104,39 @@ def dae_scores(model: JointModel, x: sp.csr_matrix) -> np.ndarray:
     return _without_oov(_in_batches(lambda h: model.dae_logits(model.encode(h)), x))
 
 
-def retrieval_scores(model: JointModel, x: sp.csr_matrix) -> np.ndarray:
-    """``[users, movie rows]`` blended retrieval scores (the towers' dot products)."""
-    movies = model.movie_vectors(tf.range(model.num_movie_rows, dtype=tf.int64)).numpy()
+def retrieval_scores(model: JointModel, x: sp.csr_matrix, movies=None) -> np.ndarray:
+    """``[users, movie rows]`` blended retrieval scores (the towers' dot products).
+
+    ``movies``: the movie tower's ``[movie rows, dim]`` vectors when already computed.
+    """
+    if movies is None:
+        movies = model.movie_vectors(tf.range(model.num_movie_rows, dtype=tf.int64)).numpy()
     users = _in_batches(model.user_vectors, x)
     return _without_oov(users @ movies.T)
+
+
+def _retrieval_scorer(model: JointModel):
+    movies = model.movie_vectors(tf.range(model.num_movie_rows, dtype=tf.int64)).numpy()
+    return lambda x: retrieval_scores(model, x, movies)
+
+
+def _top_lists(score_fn, x: sp.csr_matrix, users: np.ndarray, k: int):
+    """Each user's ``k`` best unseen movies and their scores, ``(movies [u, k], scores [u, k])``.
+
+    ``score_fn``: histories ``[batch, movie rows]`` -> ``[batch, movie rows]`` scores. Users
+    are scored ``_USER_BATCH`` at a time, so memory holds one batch x catalogue of scores,
+    whatever the number of users.
+    """
+    tops, values = [], []
+    for lo in range(0, len(users), _USER_BATCH):
+        rows = x[users[lo : lo + _USER_BATCH]]
+        scores = score_fn(rows)
+        top = selection.top_unseen(scores, rows, k)
+        tops.append(top)
+        values.append(np.take_along_axis(scores, top, axis=1))
+    if not tops:
+        return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
+    return np.concatenate(tops), np.concatenate(values)
 
 
 class _Best:
@@ -146,7 +174,7 @@ def _fit_retrieval(model, x_fit, x_val, config, epochs=None) -> tuple[int, list]
     stops += [config.epochs] if not stops or stops[-1] != config.epochs else []
     for before, done in zip([0] + stops, stops, strict=False):
         model.fit(ds, epochs=done - before, verbose=0)
-        top = selection.top_unseen(dae_scores(model, x_fit[users]), x_fit[users], _depth(model))
+        top, _ = _top_lists(lambda h: dae_scores(model, h), x_fit, users, _depth(model))
         curve.append((done, selection.ndcg(top, x_val[users], _depth(model))))
         if not best.offer(curve[-1][1], done):
             break
@@ -181,19 +209,31 @@ def _depth(model) -> int:
 
 
 def _set_ease(model, x, lam, config) -> None:
+    """Sets the model's EASE factors (the most-rated ``ease.MAX_MOVIES`` movies)."""
     n = model.num_movie_rows - features.NUM_OOV_BUCKETS
-    model.set_ease(*ease.low_rank(ease.fit(x[:, :n], lam), model.ease_rank, config.seed))
+    movies, b = ease.fit_most_rated(x[:, :n], lam)
+    model.set_ease(*ease.low_rank_rows(movies, b, n, model.ease_rank, config.seed))
+
+
+def _ease_scorer(model, x, lam):
+    """Exact EASE scores of histories (uncovered movies and OOV rows: -inf)."""
+    n = model.num_movie_rows - features.NUM_OOV_BUCKETS
+    movies, b = ease.fit_most_rated(x[:, :n], lam)
+
+    def score(rows):
+        scores = np.full((rows.shape[0], model.num_movie_rows), -np.inf, np.float32)
+        scores[:, movies] = rows[:, movies] @ b
+        return scores
+
+    return score
 
 
 def _choose_ease(model, x_fit, x_val, config) -> tuple[float, dict]:
     """EASE's penalty by the validation NDCG of EASE alone; sets the model's factors."""
-    n = model.num_movie_rows - features.NUM_OOV_BUCKETS
     users = np.flatnonzero(np.diff(x_val.indptr))
     recalls = {}
     for lam in config.ease_lambdas:
-        scores = np.full((len(users), model.num_movie_rows), -np.inf, np.float32)
-        scores[:, :n] = x_fit[users][:, :n] @ ease.fit(x_fit[:, :n], lam)
-        top = selection.top_unseen(scores, x_fit[users], _depth(model))
+        top, _ = _top_lists(_ease_scorer(model, x_fit, lam), x_fit, users, _depth(model))
         recalls[lam] = selection.ndcg(top, x_val[users], _depth(model))
     lam = max(recalls, key=lambda v: (recalls[v], -v))
     _set_ease(model, x_fit, lam, config)
@@ -205,20 +245,11 @@ def _choose_blend(model, x_fit, x_val, config) -> tuple[float, dict]:
     recalls = {}
     for w in config.blend_weights:
         model.set_blend(w)
-        top = selection.top_unseen(
-            retrieval_scores(model, x_fit[users]), x_fit[users], _depth(model)
-        )
+        top, _ = _top_lists(_retrieval_scorer(model), x_fit, users, _depth(model))
         recalls[w] = selection.ndcg(top, x_val[users], _depth(model))
     weight = max(recalls, key=lambda w: (recalls[w], w))
     model.set_blend(weight)
     return weight, recalls
-
-
-def _candidates(model, x_fit, users, num_candidates):
-    """Top retrieval candidates of ``users``: ``(movies [u, n], scores [u, n])``."""
-    scores = retrieval_scores(model, x_fit[users])
-    top = selection.top_unseen(scores, x_fit[users], num_candidates)
-    return top, np.take_along_axis(scores, top, axis=1)
 
 
 def _fit_reranker(model, feats, labels, config) -> None:
@@ -236,7 +267,7 @@ def _choose_reranker(model, x_fit, x_val, config) -> tuple[bool, dict]:
     """
     users = np.flatnonzero(np.diff(x_val.indptr))
     n_cand = min(config.candidates, model.num_movie_rows - features.NUM_OOV_BUCKETS)
-    movies, scores = _candidates(model, x_fit, users, n_cand)
+    movies, scores = _top_lists(_retrieval_scorer(model), x_fit, users, n_cand)
     feats, _ = model.rerank_features(
         tf.constant(users, tf.int64), tf.constant(movies, tf.int64), tf.constant(scores)
     )

@@ -322,3 +322,63 @@ def test_a_refit_trains_the_recorded_choices_on_other_ratings(tmp_path, trained)
     export.export_serving_model(model, vocab, histories, bare)
     with pytest.raises(FileNotFoundError, match="records no choices"):
         export.read_choices(bare)
+
+
+def test_ease_above_its_catalogue_bound_covers_the_most_rated_movies_only():
+    rng = np.random.default_rng(2)
+    # Column j is rated with probability falling in j: the most rated are the first ones,
+    # but not exactly in order.
+    x = (rng.random((200, 25)) < np.linspace(0.6, 0.05, 25)).astype(np.float32)
+    counts = x.sum(axis=0)
+    movies, b = ease.fit_most_rated(x, 10.0, max_movies=10)
+    assert list(movies) == sorted(np.argsort(-counts, kind="stable")[:10])
+    np.testing.assert_array_equal(b, ease.fit(x[:, movies], 10.0))
+    left, right = ease.low_rank_rows(movies, b, 25, 4)
+    assert left.shape == right.shape == (25, 4)
+    uncovered = np.setdiff1d(np.arange(25), movies)
+    assert not left[uncovered].any() and not right[uncovered].any()
+    covered_left, covered_right = ease.low_rank(b, 4)
+    np.testing.assert_array_equal(left[movies], covered_left)
+    np.testing.assert_array_equal(right[movies], covered_right)
+    # Within the bound: every movie, the plain fit.
+    movies, b = ease.fit_most_rated(x, 10.0)
+    np.testing.assert_array_equal(movies, np.arange(25))
+    np.testing.assert_array_equal(b, ease.fit(x, 10.0))
+
+
+def test_training_above_the_ease_bound_gives_the_rarer_movies_no_ease_part(monkeypatch):
+    monkeypatch.setattr(ease, "MAX_MOVIES", 12)
+    cols = _synthetic_columns()
+    model, summary = train(cols, _vocab(), SMALL)
+    x = _history(cols)[:, :30]  # what round 2 fitted EASE on: every train pair, once
+    covered = ease.most_rated(x)
+    assert len(covered) == 12
+    left, right = ease.low_rank_rows(
+        *ease.fit_most_rated(x, summary["chosen"]["ease_lambda"]), 30, SMALL.ease_rank, SMALL.seed
+    )
+    np.testing.assert_allclose(model.ease_left.numpy()[:30], left, atol=1e-6)
+    np.testing.assert_allclose(model.ease_right.numpy()[:30], right, atol=1e-6)
+    assert not left[np.setdiff1d(np.arange(30), covered)].any()
+    assert left[covered].any()
+    # The blend still ranks every movie: each user's best-scored one is of the user's group.
+    scores = run.retrieval_scores(model, _history(cols))[:40, :30]
+    assert np.mean(np.argmax(scores, axis=1) % 3 == np.arange(40) % 3) > 0.9
+    assert summary["chosen"]["ease_lambda"] in SMALL.ease_lambdas
+
+
+def test_top_lists_in_user_batches_are_the_lists_of_all_users_at_once(monkeypatch):
+    rng = np.random.default_rng(3)
+    x = selection.interactions(rng.integers(0, 50, 400), rng.integers(0, 30, 400), (50, 30))
+    weights = rng.standard_normal((30, 30)).astype(np.float32)
+
+    def score(rows):
+        return np.asarray(rows @ weights, np.float32)
+
+    users = np.flatnonzero(np.diff(x.indptr))
+    expected = selection.top_unseen(score(x[users]), x[users], 8)
+    monkeypatch.setattr(run, "_USER_BATCH", 7)
+    top, values = run._top_lists(score, x, users, 8)
+    np.testing.assert_array_equal(top, expected)
+    np.testing.assert_array_equal(values, np.take_along_axis(score(x[users]), expected, axis=1))
+    empty, _ = run._top_lists(score, x, np.array([], np.int64), 8)
+    assert empty.shape == (0, 8)
