@@ -28,6 +28,8 @@ import threading
 import time
 from pathlib import Path
 
+from bench import proc
+
 # ratings -> (users, movies): users grow with the ratings (~145 per user, as in ml-20m),
 # movies more slowly (ml-1m: 3.7k movies, ml-20m: 27k).
 SHAPES = {
@@ -49,39 +51,6 @@ def shape_of(ratings: int) -> tuple[int, int]:
     return max(1, round(users * f)), max(10, round(movies * math.sqrt(f)))
 
 
-def _tree(pid: int) -> list[int]:
-    """``pid`` and its descendants."""
-    out, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        out.append(current)
-        try:
-            with open(f"/proc/{current}/task/{current}/children") as f:
-                todo.extend(int(c) for c in f.read().split())
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return out
-
-
-def _status_kb(pid: int, key: str) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    return 0
-
-
-def _reset_peak(pid: int) -> None:
-    try:
-        with open(f"/proc/{pid}/clear_refs", "w") as f:
-            f.write("5")  # VmHWM := VmRSS (Linux >= 4.0)
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        pass
-
-
 class _Watcher:
     """Follows the run's log; per component: start/end times and the tree's summed VmHWM."""
 
@@ -98,8 +67,8 @@ class _Watcher:
 
     def _hwm_mb(self) -> float:
         total = 0.0
-        for pid in _tree(self.proc.pid):
-            hwm = _status_kb(pid, "VmHWM") / 1024
+        for pid in proc.tree(self.proc.pid):
+            hwm = proc.status_kb(pid, "VmHWM") / 1024
             self.peak_mb[pid] = max(self.peak_mb.get(pid, 0.0), hwm)
             total += hwm
         return total
@@ -126,8 +95,8 @@ class _Watcher:
                 now = time.perf_counter()
                 if state == "running":
                     self._close(now)
-                    for pid in _tree(self.proc.pid):
-                        _reset_peak(pid)
+                    for pid in proc.tree(self.proc.pid):
+                        proc.reset_peak(pid)
                     self.components[name] = {"start": now}
                     self.current = name
                 elif name == self.current:

@@ -36,29 +36,14 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import proc
+
 CONCURRENCY = 32
 # Failures of a request on a reused keep-alive connection before any answer byte: the server
 # closed the idle connection (drain, idle timeout) and never read the request.
 _NOT_SENT = (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected)
 RELOAD_EVERY_SECONDS = 60.0
 WARMUP_SECONDS = 20.0
-
-
-def _rss_mb(pid: int) -> float:
-    """VmRSS of ``pid`` and its descendants (the supervisor and its worker processes), MB."""
-    total, todo = 0.0, [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            with open(f"/proc/{current}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) / 1024
-            with open(f"/proc/{current}/task/{current}/children") as f:
-                todo.extend(int(child) for child in f.read().split())
-        except (FileNotFoundError, ProcessLookupError):  # exited meanwhile
-            continue
-    return total
 
 
 class _RssSampler:
@@ -72,7 +57,7 @@ class _RssSampler:
 
     def _run(self) -> None:
         while not self.stop.wait(1.0):
-            self.peak = max(self.peak, _rss_mb(self.pid))
+            self.peak = max(self.peak, proc.tree_rss_mb(self.pid))
 
 
 def _requests(ids: dict, rng: random.Random):
@@ -228,7 +213,7 @@ def run(
         load = _Load(host, port, ids)
         threads = load.start()
         time.sleep(WARMUP_SECONDS)
-        rss_start = _rss_mb(proc.pid)
+        rss_start = proc.tree_rss_mb(proc.pid)
         sampler = _RssSampler(proc.pid)
         before_push = []  # the tree's RSS just before each push
         start = time.perf_counter()
@@ -237,10 +222,10 @@ def run(
         while time.perf_counter() - start < seconds:
             time.sleep(min(1.0, max(0.0, next_reload - time.perf_counter())))
             if time.perf_counter() >= next_reload:
-                before_push.append(_rss_mb(proc.pid))
+                before_push.append(proc.tree_rss_mb(proc.pid))
                 reloads.append(_push_new_versions(served))
                 next_reload += RELOAD_EVERY_SECONDS
-        rss_end = _rss_mb(proc.pid)
+        rss_end = proc.tree_rss_mb(proc.pid)
         sampler.stop.set()
         # Restart under load: SIGTERM drains; the balancer stops routing at once.
         load.routable.clear()

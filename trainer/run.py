@@ -110,13 +110,18 @@ def retrieval_scores(model: JointModel, x: sp.csr_matrix, movies=None) -> np.nda
     ``movies``: the movie tower's ``[movie rows, dim]`` vectors when already computed.
     """
     if movies is None:
-        movies = model.movie_vectors(tf.range(model.num_movie_rows, dtype=tf.int64)).numpy()
+        movies = _movie_vectors(model)
     users = _in_batches(model.user_vectors, x)
     return _without_oov(users @ movies.T)
 
 
+def _movie_vectors(model: JointModel) -> np.ndarray:
+    return model.movie_vectors(tf.range(model.num_movie_rows, dtype=tf.int64)).numpy()
+
+
 def _retrieval_scorer(model: JointModel):
-    movies = model.movie_vectors(tf.range(model.num_movie_rows, dtype=tf.int64)).numpy()
+    """:func:`retrieval_scores` of histories, the movie vectors computed once."""
+    movies = _movie_vectors(model)
     return lambda x: retrieval_scores(model, x, movies)
 
 
@@ -208,17 +213,20 @@ def _depth(model) -> int:
     return min(_DEPTH, model.num_movie_rows - features.NUM_OOV_BUCKETS)
 
 
-def _set_ease(model, x, lam, config) -> None:
-    """Sets the model's EASE factors (the most-rated ``ease.MAX_MOVIES`` movies)."""
+def _fit_ease(model, x, lam) -> tuple[np.ndarray, np.ndarray]:
+    """EASE of the vocabulary movies (the most-rated ``ease.MAX_MOVIES``): ``(movies, B)``."""
+    return ease.fit_most_rated(x[:, : model.num_movie_rows - features.NUM_OOV_BUCKETS], lam)
+
+
+def _set_ease(model, fitted, config) -> None:
+    """Sets the model's EASE factors from :func:`_fit_ease`'s ``(movies, B)``."""
     n = model.num_movie_rows - features.NUM_OOV_BUCKETS
-    movies, b = ease.fit_most_rated(x[:, :n], lam)
-    model.set_ease(*ease.low_rank_rows(movies, b, n, model.ease_rank, config.seed))
+    model.set_ease(*ease.low_rank_rows(*fitted, n, model.ease_rank, config.seed))
 
 
-def _ease_scorer(model, x, lam):
+def _ease_scorer(model, fitted):
     """Exact EASE scores of histories (uncovered movies and OOV rows: -inf)."""
-    n = model.num_movie_rows - features.NUM_OOV_BUCKETS
-    movies, b = ease.fit_most_rated(x[:, :n], lam)
+    movies, b = fitted
 
     def score(rows):
         scores = np.full((rows.shape[0], model.num_movie_rows), -np.inf, np.float32)
@@ -231,12 +239,16 @@ def _ease_scorer(model, x, lam):
 def _choose_ease(model, x_fit, x_val, config) -> tuple[float, dict]:
     """EASE's penalty by the validation NDCG of EASE alone; sets the model's factors."""
     users = np.flatnonzero(np.diff(x_val.indptr))
-    recalls = {}
+    recalls, best = {}, None
     for lam in config.ease_lambdas:
-        top, _ = _top_lists(_ease_scorer(model, x_fit, lam), x_fit, users, _depth(model))
+        fitted = _fit_ease(model, x_fit, lam)
+        top, _ = _top_lists(_ease_scorer(model, fitted), x_fit, users, _depth(model))
         recalls[lam] = selection.ndcg(top, x_val[users], _depth(model))
-    lam = max(recalls, key=lambda v: (recalls[v], -v))
-    _set_ease(model, x_fit, lam, config)
+        # the best NDCG, ties to the smaller penalty; its fit kept rather than fitted again
+        if best is None or (recalls[lam], -lam) > (recalls[best[0]], -best[0]):
+            best = (lam, fitted)
+    lam, fitted = best
+    _set_ease(model, fitted, config)
     return lam, recalls
 
 
@@ -421,7 +433,7 @@ def fit_with(
         x = _history_matrix(train_columns, vocabularies)
         refit_start = time.perf_counter()
         _fit_retrieval(model, x, None, config, epochs=choices.retrieval_epochs)
-        _set_ease(model, x, choices.ease_lambda, config)
+        _set_ease(model, _fit_ease(model, x, choices.ease_lambda), config)
         model.set_blend(choices.blend_weight)
         _fit_rating(model, train_columns, None, config, epochs=choices.rating_epochs)
         model.reranker.set_weights([np.asarray(w, np.float32) for w in choices.reranker_weights])

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from bench import scale
+from bench import proc, scale
 
 
 def test_sizes_parse_with_suffixes_and_bad_items_are_named():
@@ -35,12 +35,12 @@ def test_the_high_water_mark_resets_to_the_current_resident_size():
     block = bytearray(64 * 1024 * 1024)
     block[::4096] = b"\1" * len(block[::4096])  # touch every page
     del block
-    before = scale._status_kb(pid, "VmHWM")
-    scale._reset_peak(pid)
-    after = scale._status_kb(pid, "VmHWM")
+    before = proc.status_kb(pid, "VmHWM")
+    proc.reset_peak(pid)
+    after = proc.status_kb(pid, "VmHWM")
     assert after < before - 32 * 1024
-    assert abs(after - scale._status_kb(pid, "VmRSS")) < 16 * 1024
-    assert scale._tree(pid)[0] == pid
+    assert abs(after - proc.status_kb(pid, "VmRSS")) < 16 * 1024
+    assert proc.tree(pid)[0] == pid
 
 
 def _result(ratings, seconds):
