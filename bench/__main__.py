@@ -2,7 +2,8 @@
 ingestion.
 
 Usage: python -m bench [pipeline] [trainer] [evaluation] [ingest] [serving] [retrieval_scale]
-    [runner_modes] [retrain] [quality] [refit] [http_servers] [soak] [scale] [--repeats N]
+    [runner_modes] [retrain] [quality] [refit] [http_servers] [soak] [scale] [trainer_steps]
+    [--repeats N]
     [--ingest-ratings N] [--soak-seconds S] [--scale-ratings N,N,..] [--beam-workers N]
 
 Figures are printed (medians over repeats, ratios within one run); nothing is asserted.
@@ -36,6 +37,7 @@ from bench import (
     scale,
     serving,
     soak,
+    trainer_steps,
 )
 from bench.evaluation import bench_evaluation
 from bench.ingest import bench_ingest
@@ -217,6 +219,8 @@ def main(argv=None) -> int:
         soak.run(sys.stdout, seconds=args.soak_seconds, recycle_after_reloads=args.soak_recycle)
     if "scale" in args.what:  # hours at 20M: not in the default set
         scale.run(sys.stdout, scale.parse_sizes(args.scale_ratings), args.beam_workers)
+    if "trainer_steps" in args.what:  # three catalogue sizes x three batch sizes
+        trainer_steps.run_bench(sys.stdout, repeats=args.repeats)
     if "runner_modes" in args.what:  # two full pipeline runs per mode: not in the default set
         runner_modes.run(sys.stdout)
     return 0

@@ -92,8 +92,8 @@ class TrainerConfig:
     hidden_dim: int = 600
     dropout: float = 0.5
     l2: float = 0.01
-    learning_rate: float = 1e-3
-    batch_size: int = 128
+    learning_rate: float = 2e-3
+    batch_size: int = 512
     epochs: int = 150
     validate_every: int = 10
     ease_lambdas: tuple[float, ...] = (100.0, 300.0, 1000.0)
