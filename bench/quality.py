@@ -24,7 +24,7 @@ from evaluation.evaluate import evaluate
 from pipeline.config import DEFAULT_THRESHOLDS
 from publish import servables
 from trainer import data, export, features
-from trainer.config import TrainerConfig
+from trainer.config import TrainerConfig, retrieval_length
 from trainer.run import train
 
 SEEDS = (42, 7, 123)
@@ -158,7 +158,7 @@ def bench_quality(shapes=tuple(SHAPES), seeds=SEEDS) -> dict:
                 f"(EASE {result['baselines']['ease']['recall@10']:.4f}, popularity "
                 f"{result['baselines']['popularity']['recall@10']:.4f}), blessed "
                 f"{result['blessed']}; chosen: blend weight {result['chosen']['blend_weight']}, "
-                f"{result['chosen']['retrieval_epochs']} epochs, re-ranker served "
+                f"{retrieval_length(result['chosen'])}, re-ranker served "
                 f"{result['chosen']['use_reranker']}; trained in {result['train_seconds']:.0f} s",
                 flush=True,
             )

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from bench import proc
+from trainer.config import retrieval_length
 
 # ratings -> (users, movies): users grow with the ratings (~145 per user, as in ml-20m),
 # movies more slowly (ml-1m: 3.7k movies, ml-20m: 27k).
@@ -222,7 +223,7 @@ def report(results: list[dict], out=sys.stdout) -> None:
             print(
                 f"  Trainer: choosing {t['choose_seconds']:.0f} s, refit {t['train_seconds']:.0f} s"
                 f" at {t['examples_per_second']:,.0f} ratings/s per epoch "
-                f"({chosen.get('retrieval_epochs')} autoencoder and "
+                f"(autoencoder {retrieval_length(chosen)} and "
                 f"{chosen.get('rating_epochs')} rating epochs chosen)",
                 file=out,
             )

@@ -31,6 +31,8 @@ _RANGES = {
     "batch_size": _COUNT,
     "epochs": _COUNT,
     "validate_every": _COUNT,
+    "max_steps": _COUNT,
+    "validation_users": _COUNT,
     "ease_rank": _COUNT,
     "embedding_dim": _COUNT,
     "rating_batch_size": _COUNT,
@@ -68,6 +70,12 @@ class TrainerConfig:
       batch_size: users per retrieval training step.
       epochs: most passes over the users; the best multiple of ``validate_every`` is chosen.
       validate_every: epochs between validation checks of the retrieval model.
+      max_steps: most training steps of the retrieval model's search. While ``epochs`` of
+        the users fit in it the search goes by epochs as above; on more users (fewer, longer
+        epochs) it goes by steps instead: ``epochs / validate_every`` checks spread evenly
+        over ``max_steps`` steps, and the best check's steps are chosen.
+      validation_users: most validation-cut users every choice is measured on (a seeded
+        sample when the cut has more), so a check's cost stops growing with the users.
       ease_lambdas: EASE ridge penalties to choose from.
       ease_rank: rank of the EASE item-item weights kept in the towers.
       blend_weights: weights of the autoencoder against EASE to choose from (1 = autoencoder
@@ -96,6 +104,8 @@ class TrainerConfig:
     batch_size: int = 512
     epochs: int = 150
     validate_every: int = 10
+    max_steps: int = 3000
+    validation_users: int = 10_000
     ease_lambdas: tuple[float, ...] = (100.0, 300.0, 1000.0)
     ease_rank: int = 128
     blend_weights: tuple[float, ...] = (0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -160,6 +170,14 @@ class TrainerConfig:
         return {
             k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
         }
+
+
+def retrieval_length(chosen: dict) -> str:
+    """How long the autoencoder trained, from a summary's ``chosen`` dict: "N epochs" or,
+    when its search went by steps, "N steps"."""
+    if chosen.get("retrieval_steps"):
+        return f"{chosen['retrieval_steps']:,} steps"
+    return f"{chosen.get('retrieval_epochs')} epochs"
 
 
 def _kind(name: str) -> type:

@@ -47,7 +47,9 @@ class Choices:
     """What round 1 chose for round 2.
 
     Attributes:
-      retrieval_epochs: epochs of the autoencoder.
+      retrieval_epochs: epochs of the autoencoder (when its search went by epochs).
+      retrieval_steps: steps of the autoencoder when its search went by steps (more users
+        than ``max_steps`` holds ``epochs`` of); 0 when it went by epochs.
       ease_lambda: EASE's ridge penalty.
       blend_weight: weight of the autoencoder in the blend.
       rating_epochs: epochs of the rating model.
@@ -61,6 +63,7 @@ class Choices:
     rating_epochs: int
     use_reranker: bool
     reranker_weights: list
+    retrieval_steps: int = 0  # 0: models exported before the step budget went by epochs
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -165,26 +168,85 @@ class _Best:
             variable.assign(value)
 
 
-def _fit_retrieval(model, x_fit, x_val, config, epochs=None) -> tuple[int, list]:
-    """Trains the autoencoder; with ``x_val`` chooses its epochs, else runs ``epochs``."""
+@dataclasses.dataclass(frozen=True)
+class _Schedule:
+    """When the autoencoder's search checks the validation cut.
+
+    Attributes:
+      steps_per_epoch: training steps of one pass over the users.
+      by_steps: True when ``epochs`` passes do not fit in ``max_steps`` steps: the checks are
+        then spread over ``max_steps`` steps instead of every ``validate_every`` epochs.
+      stops: the cumulative steps of the checks, ascending.
+    """
+
+    steps_per_epoch: int
+    by_steps: bool
+    stops: tuple[int, ...]
+
+
+def _schedule(x: sp.csr_matrix, config: TrainerConfig) -> _Schedule:
+    users = int(np.count_nonzero(np.diff(x.indptr)))
+    per_epoch = max(1, -(-users // config.batch_size))
+    # Every validate_every epochs, and at the last one.
+    epochs = sorted(set(range(config.validate_every, config.epochs + 1, config.validate_every)))
+    epochs += [config.epochs] if not epochs or epochs[-1] != config.epochs else []
+    if config.epochs * per_epoch <= config.max_steps:
+        return _Schedule(per_epoch, False, tuple(e * per_epoch for e in epochs))
+    # As many checks as the epochs would have had, evenly over the budget.
+    every = max(1, config.max_steps // len(epochs))
+    stops = list(range(every, config.max_steps + 1, every))[: len(epochs)]
+    return _Schedule(per_epoch, True, tuple(stops))
+
+
+def _train_steps(model, ds, steps: int, schedule: _Schedule) -> None:
+    """``steps`` more autoencoder steps: whole epochs, or steps of the endlessly repeated
+    (and still reshuffled) users when the schedule goes by steps."""
+    if schedule.by_steps:
+        model.fit(ds.repeat(), steps_per_epoch=steps, epochs=1, verbose=0)
+    else:
+        model.fit(ds, epochs=steps // schedule.steps_per_epoch, verbose=0)
+
+
+def _validation_users(x_val: sp.csr_matrix, config: TrainerConfig) -> np.ndarray:
+    """The validation cut's users the choices are measured on: all of them, or a seeded
+    sample of ``config.validation_users`` (ascending)."""
+    users = np.flatnonzero(np.diff(x_val.indptr))
+    if len(users) <= config.validation_users:
+        return users
+    rng = np.random.default_rng(config.seed)
+    return np.sort(rng.choice(users, config.validation_users, replace=False))
+
+
+def _fit_retrieval(model, x_fit, x_val, config, choices=None) -> tuple[int, int, list]:
+    """Trains the autoencoder: with ``x_val`` chooses how long, else trains as ``choices``.
+
+    Returns:
+      ``(epochs, steps, curve)``: the chosen (or given) whole epochs, or 0 and the steps when
+      the schedule went by steps (:func:`_schedule`); ``curve`` is ``[(epochs or steps,
+      validation NDCG@100), ...]`` of the checks (empty without ``x_val``).
+    """
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     ds = _history_dataset(x_fit, config)
     if x_val is None:
-        model.fit(ds, epochs=epochs, verbose=0)
-        return epochs, []
-    users = np.flatnonzero(np.diff(x_val.indptr))
+        if choices.retrieval_steps:
+            model.fit(ds.repeat(), steps_per_epoch=choices.retrieval_steps, epochs=1, verbose=0)
+        else:
+            model.fit(ds, epochs=choices.retrieval_epochs, verbose=0)
+        return choices.retrieval_epochs, choices.retrieval_steps, []
+    schedule = _schedule(x_fit, config)
+    unit = 1 if schedule.by_steps else schedule.steps_per_epoch
+    users = _validation_users(x_val, config)
     best, curve = _Best(model, higher_is_better=True), []
-    # Every validate_every epochs, and at the last one.
-    stops = sorted(set(range(config.validate_every, config.epochs + 1, config.validate_every)))
-    stops += [config.epochs] if not stops or stops[-1] != config.epochs else []
-    for before, done in zip([0] + stops, stops, strict=False):
-        model.fit(ds, epochs=done - before, verbose=0)
+    for before, done in zip((0,) + schedule.stops, schedule.stops, strict=False):
+        _train_steps(model, ds, done - before, schedule)
         top, _ = _top_lists(lambda h: dae_scores(model, h), x_fit, users, _depth(model))
-        curve.append((done, selection.ndcg(top, x_val[users], _depth(model))))
-        if not best.offer(curve[-1][1], done):
+        curve.append((done // unit, selection.ndcg(top, x_val[users], _depth(model))))
+        if not best.offer(curve[-1][1], done // unit):
             break
     best.restore()
-    return best.epochs, curve
+    if schedule.by_steps:
+        return 0, best.epochs, curve
+    return best.epochs, 0, curve
 
 
 def _fit_rating(model, fit_columns, val_columns, config, epochs=None) -> tuple[int, list]:
@@ -238,7 +300,7 @@ def _ease_scorer(model, fitted):
 
 def _choose_ease(model, x_fit, x_val, config) -> tuple[float, dict]:
     """EASE's penalty by the validation NDCG of EASE alone; sets the model's factors."""
-    users = np.flatnonzero(np.diff(x_val.indptr))
+    users = _validation_users(x_val, config)
     recalls, best = {}, None
     for lam in config.ease_lambdas:
         fitted = _fit_ease(model, x_fit, lam)
@@ -253,7 +315,7 @@ def _choose_ease(model, x_fit, x_val, config) -> tuple[float, dict]:
 
 
 def _choose_blend(model, x_fit, x_val, config) -> tuple[float, dict]:
-    users = np.flatnonzero(np.diff(x_val.indptr))
+    users = _validation_users(x_val, config)
     recalls = {}
     for w in config.blend_weights:
         model.set_blend(w)
@@ -277,7 +339,7 @@ def _choose_reranker(model, x_fit, x_val, config) -> tuple[bool, dict]:
     Two folds of the validation users: trained on one, each order's recall@10 is measured on
     the other. ``auto`` serves the re-ranker when its mean gain over retrieval order is > 0.
     """
-    users = np.flatnonzero(np.diff(x_val.indptr))
+    users = _validation_users(x_val, config)
     n_cand = min(config.candidates, model.num_movie_rows - features.NUM_OOV_BUCKETS)
     movies, scores = _top_lists(_retrieval_scorer(model), x_fit, users, n_cand)
     feats, _ = model.rerank_features(
@@ -346,13 +408,14 @@ def _choose(columns, vocabularies, config, previous) -> tuple[Choices, dict]:
     val_cols = {k: v[val] for k, v in columns.items()}
     x_fit, x_val = _history_matrix(fit_cols, vocabularies), _history_matrix(val_cols, vocabularies)
     model, _ = _new_model(fit_cols, vocabularies, config, previous)
-    retrieval_epochs, retrieval_curve = _fit_retrieval(model, x_fit, x_val, config)
+    retrieval_epochs, retrieval_steps, retrieval_curve = _fit_retrieval(model, x_fit, x_val, config)
     lam, ease_recalls = _choose_ease(model, x_fit, x_val, config)
     weight, blend_recalls = _choose_blend(model, x_fit, x_val, config)
     rating_epochs, rating_curve = _fit_rating(model, fit_cols, val_cols, config)
     use, rerank = _choose_reranker(model, x_fit, x_val, config)
     choices = Choices(
         retrieval_epochs=retrieval_epochs,
+        retrieval_steps=retrieval_steps,
         ease_lambda=float(lam),
         blend_weight=float(weight),
         rating_epochs=rating_epochs,
@@ -361,7 +424,8 @@ def _choose(columns, vocabularies, config, previous) -> tuple[Choices, dict]:
     )
     report = {
         "num_validation_ratings": int(val.sum()),
-        "retrieval_ndcg@100_by_epochs": retrieval_curve,
+        "retrieval_ndcg@100_by_" + ("steps" if retrieval_steps else "epochs"): retrieval_curve,
+        "num_validation_users": int(len(_validation_users(x_val, config))),
         "ease_ndcg@100_by_lambda": {str(k): v for k, v in ease_recalls.items()},
         "blend_ndcg@100_by_weight": {str(k): v for k, v in blend_recalls.items()},
         "rating_rmse_by_epochs": rating_curve,
@@ -404,7 +468,11 @@ def train(
     summary["validation"] = report
     summary["choose_seconds"] = choose_seconds
     summary["history"] = {
-        "validation_ndcg@100": [v for _, v in report["retrieval_ndcg@100_by_epochs"]],
+        "validation_ndcg@100": [
+            v
+            for key in ("retrieval_ndcg@100_by_epochs", "retrieval_ndcg@100_by_steps")
+            for _, v in report.get(key, [])
+        ],
         "validation_rmse": [v for _, v in report["rating_rmse_by_epochs"]],
     }
     return model, summary
@@ -432,7 +500,7 @@ def fit_with(
         model, carried = _new_model(train_columns, vocabularies, config, previous)
         x = _history_matrix(train_columns, vocabularies)
         refit_start = time.perf_counter()
-        _fit_retrieval(model, x, None, config, epochs=choices.retrieval_epochs)
+        _fit_retrieval(model, x, None, config, choices)
         _set_ease(model, _fit_ease(model, x, choices.ease_lambda), config)
         model.set_blend(choices.blend_weight)
         _fit_rating(model, train_columns, None, config, epochs=choices.rating_epochs)
@@ -449,12 +517,19 @@ def fit_with(
         "choose_seconds": 0.0,
         "train_seconds": refit_seconds,
         "examples_per_second": n
-        * (choices.retrieval_epochs + choices.rating_epochs)
+        * (_retrieval_passes(x, config, choices) + choices.rating_epochs)
         / max(refit_seconds, 1e-9),
         "distribution": distribute.describe(strategy),
         "warm_start": carried,
     }
     return model, copy.deepcopy(summary)
+
+
+def _retrieval_passes(x: sp.csr_matrix, config: TrainerConfig, choices: Choices) -> float:
+    """Passes over the users the autoencoder's refit made (fractional when it went by steps)."""
+    if not choices.retrieval_steps:
+        return float(choices.retrieval_epochs)
+    return choices.retrieval_steps / _schedule(x, config).steps_per_epoch
 
 
 # Keys TFX's Vertex AI Training Trainer adds to custom_config for its own use.

@@ -74,7 +74,7 @@ def test_the_report_prints_rates_per_component_and_the_exponents_between_sizes()
     assert "  Transform                        10.0     2.00     100,000  ratings" in text
     assert "  Trainer                          40.0     2.00      20,000  train ratings" in text
     assert "  Gate                              0.1     2.00\n" in text  # no rate below 0.5 s
-    assert "at 123,456 ratings/s per epoch (40 autoencoder and 3 rating epochs chosen)" in text
+    assert "123,456 ratings/s per epoch (autoencoder 40 epochs and 3 rating epochs chosen)" in text
     assert "served recall@10 0.2000  popularity 0.1000  EASE 0.1500" in text
     assert "  Transform                     1.00" in text  # 4x the ratings, 4x the time
     assert "  Trainer                       2.00" in text  # 4x the ratings, 16x the time

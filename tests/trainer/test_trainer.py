@@ -8,7 +8,7 @@ import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 from trainer import data, ease, export, features, run, selection
-from trainer.config import TrainerConfig
+from trainer.config import TrainerConfig, retrieval_length
 from trainer.preprocessing import preprocessing_fn
 from trainer.run import train
 
@@ -382,3 +382,58 @@ def test_top_lists_in_user_batches_are_the_lists_of_all_users_at_once(monkeypatc
     np.testing.assert_array_equal(values, np.take_along_axis(score(x[users]), expected, axis=1))
     empty, _ = run._top_lists(score, x, np.array([], np.int64), 8)
     assert empty.shape == (0, 8)
+
+
+def test_the_search_goes_by_epochs_while_they_fit_the_step_budget_and_by_steps_above():
+    x = _history(_synthetic_columns())  # 40 users with a history: 3 steps of 16 an epoch
+    by_epochs = run._schedule(x, SMALL)  # 20 epochs x 3 = 60 steps <= 3,000
+    assert not by_epochs.by_steps and by_epochs.steps_per_epoch == 3
+    assert by_epochs.stops == (15, 30, 45, 60)  # every 5 epochs
+    # 60 steps do not fit 14: the 4 checks spread over the budget, 3 steps apart.
+    by_steps = run._schedule(x, TrainerConfig(**{**SMALL.to_dict(), "max_steps": 14}))
+    assert by_steps.by_steps and by_steps.stops == (3, 6, 9, 12)
+    odd = TrainerConfig(**{**SMALL.to_dict(), "epochs": 17, "max_steps": 50})
+    assert run._schedule(x, odd).stops == (12, 24, 36, 48)  # epochs 5, 10, 15 and the 17th
+
+
+def test_a_search_by_steps_chooses_steps_and_its_refit_trains_that_many():
+    cols = _synthetic_columns()
+    budget = TrainerConfig(**{**SMALL.to_dict(), "max_steps": 12, "validation_users": 25})
+    model, summary = train(cols, _vocab(), budget)
+    chosen, validation = summary["chosen"], summary["validation"]
+    assert chosen["retrieval_epochs"] == 0 and chosen["retrieval_steps"] in (3, 6, 9, 12)
+    curve = validation["retrieval_ndcg@100_by_steps"]
+    assert [steps for steps, _ in curve] == [3, 6, 9, 12][: len(curve)]
+    best = max(curve, key=lambda c: c[1])  # the first of equal checks
+    assert chosen["retrieval_steps"] == best[0]
+    assert "retrieval_ndcg@100_by_epochs" not in validation
+    assert retrieval_length(chosen) == f"{chosen['retrieval_steps']} steps"
+    assert retrieval_length({"retrieval_epochs": 0, "retrieval_steps": 2400}) == "2,400 steps"
+    assert retrieval_length({"retrieval_epochs": 40, "retrieval_steps": 0}) == "40 epochs"
+    assert validation["num_validation_users"] == 25
+    assert summary["history"]["validation_ndcg@100"] == [v for _, v in curve]
+    # The refit trains the chosen steps (the users repeat past an epoch's 3 steps).
+    choices = run.Choices.from_dict(chosen)
+    fresh, _ = run._new_model(cols, _vocab(), budget, None)
+    run._fit_retrieval(fresh, _history(cols), None, budget, choices)
+    assert int(fresh.optimizer.iterations.numpy()) == chosen["retrieval_steps"]
+    # A model exported before the budget records no steps: its refit goes by epochs.
+    old = {k: v for k, v in chosen.items() if k != "retrieval_steps"}
+    old["retrieval_epochs"] = 2
+    assert run.Choices.from_dict(old).retrieval_steps == 0
+    fresh, _ = run._new_model(cols, _vocab(), budget, None)
+    run._fit_retrieval(fresh, _history(cols), None, budget, run.Choices.from_dict(old))
+    assert int(fresh.optimizer.iterations.numpy()) == 2 * 3
+
+
+def test_the_choices_are_measured_on_a_seeded_sample_of_the_validation_users():
+    rng = np.random.default_rng(4)
+    x_val = selection.interactions(rng.integers(0, 90, 300), rng.integers(0, 30, 300), (100, 30))
+    everyone = np.flatnonzero(np.diff(x_val.indptr))
+    assert len(everyone) > 40
+    np.testing.assert_array_equal(run._validation_users(x_val, SMALL), everyone)
+    few = TrainerConfig(**{**SMALL.to_dict(), "validation_users": 40})
+    sample = run._validation_users(x_val, few)
+    assert len(sample) == 40 and np.all(np.diff(sample) > 0)
+    assert set(sample) <= set(everyone)
+    np.testing.assert_array_equal(sample, run._validation_users(x_val, few))
