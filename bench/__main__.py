@@ -3,7 +3,7 @@ ingestion.
 
 Usage: python -m bench [pipeline] [trainer] [evaluation] [ingest] [serving] [retrieval_scale]
     [runner_modes] [retrain] [quality] [refit] [http_servers] [soak] [scale] [trainer_steps]
-    [--repeats N]
+    [evaluator_scale] [--repeats N] [--evaluator-ratings N]
     [--ingest-ratings N] [--soak-seconds S] [--scale-ratings N,N,..] [--beam-workers N]
 
 Figures are printed (medians over repeats, ratios within one run); nothing is asserted.
@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from bench import (
+    evaluator_scale,
     http_servers,
     quality,
     refit,
@@ -194,6 +195,12 @@ def main(argv=None) -> int:
         help="sizes of the scale benchmark, e.g. 1M,5M,20M",
     )
     parser.add_argument("--beam-workers", type=int, default=1, help="scale: movierec run's")
+    parser.add_argument(
+        "--evaluator-ratings",
+        type=int,
+        default=evaluator_scale.DEFAULT_RATINGS,
+        help="evaluator_scale: synthetic ratings (a quarter held out)",
+    )
     args = parser.parse_args(argv)
     if "pipeline" in args.what:
         bench_pipeline()
@@ -221,6 +228,8 @@ def main(argv=None) -> int:
         scale.run(sys.stdout, scale.parse_sizes(args.scale_ratings), args.beam_workers)
     if "trainer_steps" in args.what:  # three catalogue sizes x three batch sizes
         trainer_steps.run_bench(sys.stdout, repeats=args.repeats)
+    if "evaluator_scale" in args.what:  # about 5M eval pairs: not in the default set
+        evaluator_scale.run_bench(sys.stdout, args.evaluator_ratings)
     if "runner_modes" in args.what:  # two full pipeline runs per mode: not in the default set
         runner_modes.run(sys.stdout)
     return 0

@@ -15,6 +15,8 @@ import time
 
 import numpy as np
 
+from bench import proc
+
 _CHILD = "bench.evaluation"
 
 
@@ -129,19 +131,9 @@ def bench_evaluation() -> None:
     print(f"  peak memory {big['peak_mb']:.0f} MB (target <= 4096 MB)")
 
 
-def _peak_rss_mb() -> float:
-    """This process's peak resident memory (VmHWM). Not ru_maxrss: Linux carries that over
-    from the parent across fork and exec, and the parent here holds TensorFlow."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
 def _main(what: str) -> None:
     out = _run_ml100k() if what == "ml100k" else _run_scale(100_000, 50_000)
-    out["peak_mb"] = _peak_rss_mb()
+    out["peak_mb"] = proc.own_peak_mb()
     print(json.dumps(out))
 
 

@@ -16,15 +16,9 @@ import sys
 import tempfile
 import time
 
+from bench import proc
+
 _CHILD = "bench.ingest"
-
-
-def _peak_rss_gb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1e6
-    return float("nan")
 
 
 def _child(kind: str, num_ratings: int) -> dict:
@@ -53,7 +47,7 @@ def _child(kind: str, num_ratings: int) -> dict:
         "examples": stats["num_train"] + stats["num_eval"],
         "duplicates": stats["rejects"]["duplicate"],
         "seconds": seconds,
-        "peak_gb": _peak_rss_gb(),
+        "peak_gb": proc.status_kb(os.getpid(), "VmHWM") / 1e6,
     }
 
 

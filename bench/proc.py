@@ -1,4 +1,6 @@
-"""A process tree's memory, read from Linux's ``/proc`` (the soak and scale benchmarks)."""
+"""A process tree's memory, read from Linux's ``/proc`` (the benchmarks)."""
+
+import os
 
 
 def tree(pid: int) -> list[int]:
@@ -25,6 +27,13 @@ def status_kb(pid: int, key: str) -> int:
     except (FileNotFoundError, ProcessLookupError):
         pass
     return 0
+
+
+def own_peak_mb() -> float:
+    """This process's peak resident memory (VmHWM) in MB. Not ``ru_maxrss``: Linux carries
+    that over from the parent across fork and exec, and a benchmark's parent holds
+    TensorFlow."""
+    return status_kb(os.getpid(), "VmHWM") / 1024
 
 
 def reset_peak(pid: int) -> None:

@@ -116,13 +116,7 @@ def run_one(
     examples, cat_uri = _write_examples(workdir, parts, catalogue, ratings)
     out = os.path.join(workdir, "servables")
     servables.build_servables(trained, examples, cat_uri, out)
-    ev = evaluation_data.EvaluationData.from_columns(
-        examples_io.read_columns(examples, features.TRAIN_SPLIT, evaluation_data.RATING_KEYS),
-        examples_io.read_columns(examples, features.EVAL_SPLIT, evaluation_data.RATING_KEYS),
-        examples_io.read_columns(cat_uri, features.CATALOGUE_SPLIT, (features.MOVIE_ID,))[
-            features.MOVIE_ID
-        ],
-    )
+    ev = evaluation_data.EvaluationData.read(examples, cat_uri)
     result = evaluate(out, ev, DEFAULT_THRESHOLDS)
     result["chosen"] = summary["chosen"]
     result["train_seconds"] = summary["choose_seconds"] + summary["train_seconds"]

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from bench import scale
-from data.sources.synthetic import BLOCK_USERS, SyntheticSource
+from data.sources.synthetic import SyntheticSource
 from trainer import features, model, run, selection
 from trainer.config import TrainerConfig
 
@@ -36,15 +36,9 @@ def histories(ratings: int, sample_users: int = SAMPLE_USERS):
     users, movies = scale.shape_of(ratings)
     source = SyntheticSource(num_users=users, num_movies=movies, num_ratings=ratings)
     sample = min(sample_users, users)
-    rows, cols = [], []
-    for block in range(-(-sample // BLOCK_USERS)):
-        u, m = source._block(block)[:2]  # u: 0-based users of the whole source
-        rows.append(u)
-        cols.append(m)
-    rows, cols = np.concatenate(rows), np.concatenate(cols)
-    keep = rows < sample
+    rows, cols = source.rating_arrays(0, sample)[:2]
     shape = (sample, movies + features.NUM_OOV_BUCKETS)
-    return selection.interactions(rows[keep], cols[keep], shape), users
+    return selection.interactions(rows, cols, shape), users
 
 
 def epoch_seconds(x, batch_size: int, learning_rate: float, repeats: int) -> float:

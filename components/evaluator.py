@@ -16,13 +16,11 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import Examples, Model, ModelBlessing, ModelEvaluation, ModelRun
 from tfx.utils import path_utils
 
-from data import examples_io
 from evaluation import evaluation_data
 from evaluation.blessing import parse_thresholds
 from evaluation.evaluate import evaluate, ranking_stage
 from publish import servables as servables_lib
 from serving import names
-from trainer import features
 from trainer.run import TRAINING_SUMMARY
 
 METRICS_FILE = "metrics.json"
@@ -67,17 +65,7 @@ def MovieRecEvaluator(  # noqa: N802 (TFX component names are classes)
     built into servables on this run's data first, so both are served the same way."""
     from evaluation import report  # matplotlib only loads where a report is written
 
-    data = evaluation_data.EvaluationData.from_columns(
-        train=examples_io.read_columns(
-            examples.uri, features.TRAIN_SPLIT, evaluation_data.RATING_KEYS
-        ),
-        eval_=examples_io.read_columns(
-            examples.uri, features.EVAL_SPLIT, evaluation_data.EVAL_KEYS
-        ),
-        catalogue_ids=examples_io.read_columns(
-            catalogue.uri, features.CATALOGUE_SPLIT, (features.MOVIE_ID,)
-        )[features.MOVIE_ID],
-    )
+    data = evaluation_data.EvaluationData.read(examples.uri, catalogue.uri)
     previous_dir = None
     if baseline_model is not None:
         previous_dir = os.path.join(evaluation.uri, PREVIOUS_SERVABLES)

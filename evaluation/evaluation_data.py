@@ -10,6 +10,7 @@ import functools
 import numpy as np
 import scipy.sparse as sp
 
+from data import examples_io
 from evaluation import metrics
 from trainer import features
 
@@ -110,6 +111,22 @@ class EvaluationData:
             eval_ratings=np.asarray(eval_[features.RATING], np.float64),
             eval_ages=np.asarray(eval_.get(features.USER_AGE, np.zeros(n_eval)), np.int64),
             eval_genders=np.asarray(eval_.get(features.USER_GENDER, [""] * n_eval), dtype=object),
+        )
+
+    @classmethod
+    def read(cls, examples_uri: str, catalogue_uri: str) -> "EvaluationData":
+        """Reads ExampleGen's train and eval splits and catalogue, as the Evaluator does.
+
+        Raises:
+          ValueError: as :meth:`from_columns`.
+          FileNotFoundError: naming a split directory that holds no examples.
+        """
+        return cls.from_columns(
+            train=examples_io.read_columns(examples_uri, features.TRAIN_SPLIT, RATING_KEYS),
+            eval_=examples_io.read_columns(examples_uri, features.EVAL_SPLIT, EVAL_KEYS),
+            catalogue_ids=examples_io.read_columns(
+                catalogue_uri, features.CATALOGUE_SPLIT, (features.MOVIE_ID,)
+            )[features.MOVIE_ID],
         )
 
     @functools.cached_property

@@ -250,6 +250,19 @@ class SyntheticSource(Source):
         timestamps = start[users] + elapsed - before[users]
         return users + first, movies, ratings, timestamps
 
+    def rating_arrays(self, first_user: int = 0, end_user: int | None = None):
+        """Users ``first_user`` up to ``end_user`` (0-based; None: the last) as arrays.
+
+        The ratings :meth:`read_ratings` streams, for code that wants millions at once (the
+        benchmarks): ``(user, movie, rating, timestamp)``, users and movies 0-based (their
+        ids are one more), grouped by user, each user's in time order.
+        """
+        end = self.num_users if end_user is None else min(end_user, self.num_users)
+        blocks = range(first_user // BLOCK_USERS, math.ceil(end / BLOCK_USERS))
+        columns = [np.concatenate(c) for c in zip(*(self._block(b) for b in blocks), strict=True)]
+        inside = (columns[0] >= first_user) & (columns[0] < end)
+        return tuple(c[inside] for c in columns)
+
     def read_ratings(
         self,
         shard: Shard,

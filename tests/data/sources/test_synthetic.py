@@ -148,3 +148,17 @@ def test_pickles_without_its_cache(default_source):
     assert list(copy.read_ratings(shard, None, None)) == list(
         default_source.read_ratings(shard, None, None)
     )
+
+
+def test_rating_arrays_are_the_streamed_ratings_as_indices():
+    source = SyntheticSource(num_users=700, num_movies=400, num_ratings=20_000, seed=1)
+    streamed = _columns(_read(source))
+    arrays = np.stack(source.rating_arrays(), axis=1).astype(np.float64)
+    arrays[:, :2] += 1  # 0-based indices; ids are one more
+    np.testing.assert_array_equal(arrays, streamed)
+    users, movies, _, _ = source.rating_arrays(100, BLOCK_USERS + 10)
+    assert users.min() == 100 and users.max() == BLOCK_USERS + 9
+    np.testing.assert_array_equal(
+        movies + 1, streamed[(streamed[:, 0] > 100) & (streamed[:, 0] <= BLOCK_USERS + 10), 1]
+    )
+    assert source.rating_arrays(650, 10**9)[0].max() == 699  # clipped to the users
