@@ -3,7 +3,7 @@ ingestion.
 
 Usage: python -m bench [pipeline] [trainer] [evaluation] [ingest] [serving] [retrieval_scale]
     [runner_modes] [retrain] [quality] [refit] [http_servers] [soak] [scale] [trainer_steps]
-    [evaluator_scale] [--repeats N] [--evaluator-ratings N]
+    [evaluator_scale] [--repeats N] [--evaluator-ratings N] [--trainer-config JSON]
     [--ingest-ratings N] [--soak-seconds S] [--scale-ratings N,N,..] [--beam-workers N]
 
 Figures are printed (medians over repeats, ratios within one run); nothing is asserted.
@@ -201,6 +201,12 @@ def main(argv=None) -> int:
         default=evaluator_scale.DEFAULT_RATINGS,
         help="evaluator_scale: synthetic ratings (a quarter held out)",
     )
+    parser.add_argument(
+        "--trainer-config",
+        type=json.loads,
+        default=None,
+        help='quality: the Trainer\'s config as a JSON object, e.g. {"precision": "float32"}',
+    )
     args = parser.parse_args(argv)
     if "pipeline" in args.what:
         bench_pipeline()
@@ -217,7 +223,7 @@ def main(argv=None) -> int:
     if "retrain" in args.what:
         retrain.run(sys.stdout)
     if "quality" in args.what:  # 9 trainings (3 shapes x 3 seeds): not in the default set
-        quality.bench_quality()
+        quality.bench_quality(config=TrainerConfig.from_custom_config(args.trainer_config))
     if "refit" in args.what:  # 4 trainings: not in the default set
         refit.bench_refit()
     if "http_servers" in args.what:  # stdlib server vs uvicorn: not in the default set

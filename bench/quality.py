@@ -137,15 +137,18 @@ def _spread(values: list[float]) -> str:
     return f"{mean:.4f} ± {sd:.4f}"
 
 
-def bench_quality(shapes=tuple(SHAPES), seeds=SEEDS) -> dict:
-    """Prints and returns the table: shape -> metric -> scorer -> [value per seed]."""
+def bench_quality(shapes=tuple(SHAPES), seeds=SEEDS, config: TrainerConfig | None = None) -> dict:
+    """Prints and returns the table: shape -> metric -> scorer -> [value per seed].
+
+    ``config``: the Trainer's (None: the default).
+    """
     table = {}
     for shape in shapes:
         ratings, catalogue = SHAPES[shape]()
         results = []
         for seed in seeds:
             with tempfile.TemporaryDirectory() as tmp:
-                result = run_one(ratings, catalogue, seed, tmp)
+                result = run_one(ratings, catalogue, seed, tmp, config)
             results.append(result)
             print(
                 f"  {shape}, seed {seed}: served recall@10 {result['model']['recall@10']:.4f} "

@@ -1,10 +1,12 @@
-"""The autoencoder's training speed by batch size: ``make bench ARGS=trainer_steps``.
+"""The autoencoder's training speed by batch size and precision: ``make bench
+ARGS=trainer_steps``.
 
 The Trainer's retrieval autoencoder (``trainer.model.JointModel``, its softmax over the whole
 catalogue) trained on synthetic histories at the catalogue sizes of the scale benchmark's
 shapes (``bench.scale.SHAPES``: 3,000, 12,000 and 27,000 movies), a sample of each shape's
 users (an epoch's time grows linearly with the users, so seconds per epoch of the whole
-shape are the sample's scaled up). For each ``(users a step, learning rate)`` setting: the
+shape are the sample's scaled up). For each ``(users a step, learning rate, precision of the
+catalogue matmul)`` setting: the
 median seconds of an epoch over repeats, train ratings per second per epoch, and the ratio to
 the first setting (the previous default, 128 users at Adam 1e-3), all in one run. Quality is
 not measured here: ``make bench ARGS=quality`` measures the served lists of the default.
@@ -26,7 +28,13 @@ from data.sources.synthetic import SyntheticSource
 from trainer import features, model, run, selection
 from trainer.config import TrainerConfig
 
-SETTINGS = ((128, 1e-3), (512, 2e-3), (1024, 3e-3))  # (users a step, Adam learning rate)
+# (users a step, Adam learning rate, the catalogue matmul's type in training)
+SETTINGS = (
+    (128, 1e-3, "float32"),
+    (512, 2e-3, "float32"),
+    (1024, 3e-3, "float32"),
+    (512, 2e-3, "bfloat16"),
+)
 SAMPLE_USERS = 10_240
 
 
@@ -41,9 +49,11 @@ def histories(ratings: int, sample_users: int = SAMPLE_USERS):
     return selection.interactions(rows, cols, shape), users
 
 
-def epoch_seconds(x, batch_size: int, learning_rate: float, repeats: int) -> float:
+def epoch_seconds(
+    x, batch_size: int, learning_rate: float, repeats: int, precision: str = "float32"
+) -> float:
     """Median seconds of one autoencoder epoch over ``x`` (after one warm-up epoch)."""
-    config = TrainerConfig(batch_size=batch_size, learning_rate=learning_rate)
+    config = TrainerConfig(batch_size=batch_size, learning_rate=learning_rate, precision=precision)
     num_movies = x.shape[1] - features.NUM_OOV_BUCKETS
     tf.keras.utils.set_random_seed(config.seed)
     joint = model.JointModel(x.shape[0], num_movies, np.ones(x.shape[1]), 3.5, config)
@@ -61,7 +71,8 @@ def epoch_seconds(x, batch_size: int, learning_rate: float, repeats: int) -> flo
 def run_bench(
     out, sizes=tuple(scale.SHAPES), settings=SETTINGS, repeats: int = 3, sample_users=SAMPLE_USERS
 ) -> dict:
-    """Prints and returns ``{size: [{batch, lr, seconds, ratings_per_second, ratio}, ...]}``."""
+    """Prints and returns ``{size: [{batch, lr, precision, seconds, ratings_per_second,
+    ratio}, ...]}``."""
     table = {}
     for size in sizes:
         x, users = histories(size, sample_users)
@@ -71,12 +82,13 @@ def run_bench(
             f"({x.nnz:,} ratings), median of {repeats}:\n"
         )
         rows = []
-        for batch, lr in settings:
-            secs = epoch_seconds(x, batch, lr, repeats)
+        for batch, lr, precision in settings:
+            secs = epoch_seconds(x, batch, lr, repeats, precision)
             rows.append(
                 {
                     "batch": batch,
                     "lr": lr,
+                    "precision": precision,
                     "seconds": secs,
                     "ratings_per_second": x.nnz / secs,
                     "ratio": rows[0]["seconds"] / secs if rows else 1.0,
@@ -84,7 +96,7 @@ def run_bench(
             )
             r = rows[-1]
             out.write(
-                f"  {batch:>5} users a step, Adam {lr:g}: {secs:7.2f} s an epoch "
+                f"  {batch:>5} users a step, Adam {lr:g}, {precision:<8}: {secs:7.2f} s an epoch "
                 f"({secs * users / x.shape[0]:7.1f} s for the whole shape), "
                 f"{r['ratings_per_second']:>10,.0f} ratings/s, {r['ratio']:.2f}x\n"
             )

@@ -18,6 +18,9 @@ from serving.names import DEFAULT_RETRIEVAL_K
 RERANK_MODES = ("auto", "on", "off")
 # The tf.distribute strategies the Trainer trains under (trainer.distribute says what each is).
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker_mirrored")
+# The type of the autoencoder's whole-catalogue matmul in training: "auto" takes bfloat16
+# where the hardware multiplies it natively (bf16_native), float32 elsewhere.
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 # Bounds of the numeric fields: (low, high, low is allowed, high is allowed). Counts and
 # widths stay within int32, what TensorFlow shapes and tf.data batch sizes take; the seed
@@ -92,6 +95,9 @@ class TrainerConfig:
       seed: seed of initialisation, shuffling and the validation cut.
       strategy: one of ``STRATEGIES``: the ``tf.distribute`` strategy of training
         (``trainer.distribute``); ``auto`` takes ``TF_CONFIG``'s workers, else the GPUs.
+      precision: one of ``PRECISIONS``: the type the autoencoder's whole-catalogue matmul
+        (its training steps' main cost) runs in while training; the weights, the softmax and
+        every score outside training stay float32.
       refit: train once with the choices recorded in the Trainer's base model (the model
         the Evaluator blessed) instead of choosing; the pipeline's refit Trainer sets it and
         hands it every ingested rating.
@@ -119,6 +125,7 @@ class TrainerConfig:
     validation_fraction: float = 0.2
     seed: int = 42
     strategy: str = "auto"
+    precision: str = "float32"
     refit: bool = False
 
     def __post_init__(self):
@@ -130,6 +137,11 @@ class TrainerConfig:
             raise ValueError(
                 f"trainer config: rerank must be one of {', '.join(RERANK_MODES)}, "
                 f"got {self.rerank!r}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"trainer config: precision must be one of {', '.join(PRECISIONS)}, "
+                f"got {self.precision!r}"
             )
         if self.strategy not in STRATEGIES:
             raise ValueError(
@@ -165,11 +177,41 @@ class TrainerConfig:
         kwargs = {name: _coerce(name, value) for name, value in custom_config.items()}
         return cls(**kwargs)
 
+    def train_precision(self) -> str:
+        """``precision`` resolved: ``"bfloat16"`` or ``"float32"``."""
+        if self.precision == "auto":
+            return "bfloat16" if bf16_native() else "float32"
+        return self.precision
+
     def to_dict(self) -> dict[str, Any]:
         """The config as a JSON-friendly dict (the inverse of from_custom_config)."""
         return {
             k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
         }
+
+
+_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 instructions that multiply bfloat16
+
+
+def bf16_native(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this machine multiplies bfloat16 natively: a GPU of compute capability 8.0 or
+    later (A100, L4, H100) when TensorFlow sees GPUs, else a CPU with AVX512-BF16 or AMX."""
+    import tensorflow as tf  # only where a model is built: the config itself stays light
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        capability = tf.config.experimental.get_device_details(gpus[0]).get(
+            "compute_capability", (0, 0)
+        )
+        return tuple(capability) >= (8, 0)
+    try:
+        with open(cpuinfo) as f:
+            flags = next(
+                (line.split(":", 1)[1].split() for line in f if line.startswith("flags")), []
+            )
+    except OSError:
+        return False
+    return any(flag in flags for flag in _BF16_FLAGS)
 
 
 def retrieval_length(chosen: dict) -> str:

@@ -86,6 +86,7 @@ class JointModel(tfrs.Model):
         rows_u = num_users + features.NUM_OOV_BUCKETS
         rows_m = num_movies + features.NUM_OOV_BUCKETS
         self.config = config
+        self.train_dtype = tf.as_dtype(config.train_precision())
         self.num_movie_rows = rows_m
         self.ease_rank = min(config.ease_rank, num_movies)
         hidden = config.hidden_dim
@@ -167,12 +168,19 @@ class JointModel(tfrs.Model):
         )
         return tf.tanh(summed + self.encoder_bias.embeddings)
 
-    def dae_logits(self, hidden: tf.Tensor) -> tf.Tensor:
-        """``[batch, hidden]`` -> ``[batch, movie rows]`` autoencoder logits."""
-        return (
-            tf.matmul(hidden, self.decoder.embeddings, transpose_b=True)
-            + self.decoder_bias.embeddings[:, 0]
-        )
+    def dae_logits(self, hidden: tf.Tensor, dtype: tf.DType = tf.float32) -> tf.Tensor:
+        """``[batch, hidden]`` -> ``[batch, movie rows]`` float32 autoencoder logits.
+
+        ``dtype``: the type the whole-catalogue matmul runs in (``tf.bfloat16`` in training
+        when ``config.precision`` says so; its inputs are cast, its output is float32).
+        """
+        decoder = self.decoder.embeddings
+        if dtype != tf.float32:
+            product = tf.matmul(tf.cast(hidden, dtype), tf.cast(decoder, dtype), transpose_b=True)
+            product = tf.cast(product, tf.float32)
+        else:
+            product = tf.matmul(hidden, decoder, transpose_b=True)
+        return product + self.decoder_bias.embeddings[:, 0]
 
     def ease_user(self, history: tf.SparseTensor) -> tf.Tensor:
         """``[batch, movie rows]`` sparse history -> ``[batch, rank]`` ``x_u L``."""
@@ -289,7 +297,8 @@ class JointModel(tfrs.Model):
         """
         if HISTORY in inputs:
             history = inputs[HISTORY]
-            log_probs = tf.nn.log_softmax(self.dae_logits(self.encode(history, training)))
+            hidden = self.encode(history, training)
+            log_probs = tf.nn.log_softmax(self.dae_logits(hidden, self.train_dtype))
             picked = tf.gather_nd(log_probs, history.indices)
             batch = tf.cast(history.dense_shape[0], tf.float32)
             loss = -tf.reduce_sum(picked) / batch

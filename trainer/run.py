@@ -520,6 +520,7 @@ def fit_with(
         * (_retrieval_passes(x, config, choices) + choices.rating_epochs)
         / max(refit_seconds, 1e-9),
         "distribution": distribute.describe(strategy),
+        "train_precision": config.train_precision(),
         "warm_start": carried,
     }
     return model, copy.deepcopy(summary)

@@ -8,7 +8,7 @@ import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 from trainer import data, ease, export, features, run, selection
-from trainer.config import TrainerConfig, retrieval_length
+from trainer.config import TrainerConfig, bf16_native, retrieval_length
 from trainer.preprocessing import preprocessing_fn
 from trainer.run import train
 
@@ -437,3 +437,37 @@ def test_the_choices_are_measured_on_a_seeded_sample_of_the_validation_users():
     assert len(sample) == 40 and np.all(np.diff(sample) > 0)
     assert set(sample) <= set(everyone)
     np.testing.assert_array_equal(sample, run._validation_users(x_val, few))
+
+
+def test_precision_is_checked_and_auto_takes_bfloat16_where_the_cpu_multiplies_it(tmp_path):
+    with pytest.raises(ValueError, match="precision must be one of auto, float32, bfloat16"):
+        TrainerConfig(precision="float16")
+    assert TrainerConfig(precision="float32").train_precision() == "float32"
+    assert TrainerConfig(precision="bfloat16").train_precision() == "bfloat16"
+    with_bf16 = tmp_path / "bf16"
+    with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16 fma\n")
+    without = tmp_path / "plain"
+    without.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f fma\n")
+    assert bf16_native(str(with_bf16)) and not bf16_native(str(without))
+    assert not bf16_native(str(tmp_path / "missing"))
+    auto = TrainerConfig(precision="auto").train_precision()
+    assert auto == ("bfloat16" if bf16_native() else "float32")
+
+
+def test_bfloat16_training_learns_the_groups_and_scores_in_float32():
+    cols = _synthetic_columns()
+    config = TrainerConfig(**{**SMALL.to_dict(), "precision": "bfloat16"})
+    model, summary = train(cols, _vocab(), config)
+    assert summary["train_precision"] == "bfloat16"
+    assert model.train_dtype == tf.bfloat16
+    x = _history(cols)
+    scores = run.retrieval_scores(model, x)[:40, :30]
+    assert scores.dtype == np.float32
+    assert np.mean(np.argmax(scores, axis=1) % 3 == np.arange(40) % 3) > 0.9
+    # The training matmul in bfloat16 is the float32 one to bfloat16's 8 bits of mantissa.
+    hidden = model.encode(run._sparse(x[:40]))
+    exact = model.dae_logits(hidden).numpy()
+    low = model.dae_logits(hidden, tf.bfloat16).numpy()
+    assert low.dtype == np.float32
+    np.testing.assert_allclose(low, exact, atol=0.02 * np.abs(exact).max())
+    assert not np.array_equal(low, exact)
