@@ -45,6 +45,7 @@ from bench.ingest import bench_ingest
 from bench.tutorial import train_tutorial
 from data import data_home, records, splits
 from evaluation import metrics
+from pipeline import flags
 from trainer import data, features, run, selection
 from trainer.config import TrainerConfig
 from trainer.run import train
@@ -203,7 +204,6 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--trainer-config",
-        type=json.loads,
         default=None,
         help='quality: the Trainer\'s config as a JSON object, e.g. {"precision": "float32"}',
     )
@@ -223,7 +223,8 @@ def main(argv=None) -> int:
     if "retrain" in args.what:
         retrain.run(sys.stdout)
     if "quality" in args.what:  # 9 trainings (3 shapes x 3 seeds): not in the default set
-        quality.bench_quality(config=TrainerConfig.from_custom_config(args.trainer_config))
+        overrides = flags.trainer_json(args.trainer_config)
+        quality.bench_quality(config=TrainerConfig.from_custom_config(overrides))
     if "refit" in args.what:  # 4 trainings: not in the default set
         refit.bench_refit()
     if "http_servers" in args.what:  # stdlib server vs uvicorn: not in the default set

@@ -94,7 +94,7 @@ def config_fields(args: argparse.Namespace) -> dict:
       ValueError: naming the bad field, or --trainer-config when it is not JSON.
     """
     return {
-        "trainer": TrainerConfig.from_custom_config(_trainer_json(args.trainer_config)),
+        "trainer": TrainerConfig.from_custom_config(trainer_json(args.trainer_config)),
         "split": splits.SplitConfig(args.split, args.seed, args.eval_fraction, args.leave_last_n),
         "index_kind": args.index,
         "max_reject_fraction": args.max_reject_fraction,
@@ -103,7 +103,12 @@ def config_fields(args: argparse.Namespace) -> dict:
     }
 
 
-def _trainer_json(text: str | None):
+def trainer_json(text: str | None):
+    """``--trainer-config``'s JSON text as a dict ({} when absent).
+
+    Raises:
+      ValueError: naming --trainer-config and the column when the text is not JSON.
+    """
     if not text:
         return {}
     try:

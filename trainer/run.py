@@ -198,13 +198,13 @@ def _schedule(x: sp.csr_matrix, config: TrainerConfig) -> _Schedule:
     return _Schedule(per_epoch, True, tuple(stops))
 
 
-def _train_steps(model, ds, steps: int, schedule: _Schedule) -> None:
-    """``steps`` more autoencoder steps: whole epochs, or steps of the endlessly repeated
-    (and still reshuffled) users when the schedule goes by steps."""
-    if schedule.by_steps:
+def _train_for(model, ds, epochs: int = 0, steps: int = 0) -> None:
+    """More autoencoder training: ``steps`` steps of the endlessly repeated (and still
+    reshuffled) users when given, else ``epochs`` whole epochs."""
+    if steps:
         model.fit(ds.repeat(), steps_per_epoch=steps, epochs=1, verbose=0)
     else:
-        model.fit(ds, epochs=steps // schedule.steps_per_epoch, verbose=0)
+        model.fit(ds, epochs=epochs, verbose=0)
 
 
 def _validation_users(x_val: sp.csr_matrix, config: TrainerConfig) -> np.ndarray:
@@ -228,17 +228,17 @@ def _fit_retrieval(model, x_fit, x_val, config, choices=None) -> tuple[int, int,
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     ds = _history_dataset(x_fit, config)
     if x_val is None:
-        if choices.retrieval_steps:
-            model.fit(ds.repeat(), steps_per_epoch=choices.retrieval_steps, epochs=1, verbose=0)
-        else:
-            model.fit(ds, epochs=choices.retrieval_epochs, verbose=0)
+        _train_for(model, ds, choices.retrieval_epochs, choices.retrieval_steps)
         return choices.retrieval_epochs, choices.retrieval_steps, []
     schedule = _schedule(x_fit, config)
     unit = 1 if schedule.by_steps else schedule.steps_per_epoch
     users = _validation_users(x_val, config)
     best, curve = _Best(model, higher_is_better=True), []
     for before, done in zip((0,) + schedule.stops, schedule.stops, strict=False):
-        _train_steps(model, ds, done - before, schedule)
+        if schedule.by_steps:
+            _train_for(model, ds, steps=done - before)
+        else:
+            _train_for(model, ds, epochs=(done - before) // schedule.steps_per_epoch)
         top, _ = _top_lists(lambda h: dae_scores(model, h), x_fit, users, _depth(model))
         curve.append((done // unit, selection.ndcg(top, x_val[users], _depth(model))))
         if not best.offer(curve[-1][1], done // unit):
