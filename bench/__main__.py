@@ -3,7 +3,7 @@ ingestion.
 
 Usage: python -m bench [pipeline] [trainer] [evaluation] [ingest] [serving] [retrieval_scale]
     [runner_modes] [retrain] [quality] [refit] [http_servers] [soak] [scale] [trainer_steps]
-    [evaluator_scale] [--repeats N] [--evaluator-ratings N] [--trainer-config JSON]
+    [rating_steps] [evaluator_scale] [--repeats N] [--evaluator-ratings N] [--trainer-config JSON]
     [--ingest-ratings N] [--soak-seconds S] [--scale-ratings N,N,..] [--beam-workers N]
 
 Figures are printed (medians over repeats, ratios within one run); nothing is asserted.
@@ -31,6 +31,7 @@ from bench import (
     evaluator_scale,
     http_servers,
     quality,
+    rating_steps,
     refit,
     retrain,
     retrieval_scale,
@@ -235,6 +236,8 @@ def main(argv=None) -> int:
         scale.run(sys.stdout, scale.parse_sizes(args.scale_ratings), args.beam_workers)
     if "trainer_steps" in args.what:  # three catalogue sizes x three batch sizes
         trainer_steps.run_bench(sys.stdout, repeats=args.repeats)
+    if "rating_steps" in args.what:  # three shapes' speed, three datasets' quality
+        rating_steps.run_bench(sys.stdout, repeats=args.repeats)
     if "evaluator_scale" in args.what:  # about 5M eval pairs: not in the default set
         evaluator_scale.run_bench(sys.stdout, args.evaluator_ratings)
     if "runner_modes" in args.what:  # two full pipeline runs per mode: not in the default set

@@ -85,7 +85,7 @@ class TrainerConfig:
         only, 0 = EASE only).
       embedding_dim: width of the rating model's user and movie factors.
       rating_l2: penalty on the squared norm of each factor row a rating touches.
-      rating_learning_rate: Adam learning rate of the rating model.
+      rating_learning_rate: learning rate of the rating model (``trainer.optimizers.LazyAdam``).
       rating_batch_size: ratings per rating training step.
       rating_epochs: most passes over the ratings; the best epoch is chosen.
       rerank: one of ``RERANK_MODES``.
@@ -116,10 +116,10 @@ class TrainerConfig:
     ease_rank: int = 128
     blend_weights: tuple[float, ...] = (0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
     embedding_dim: int = 32
-    rating_l2: float = 0.05
+    rating_l2: float = 0.075
     rating_learning_rate: float = 3e-3
-    rating_batch_size: int = 256
-    rating_epochs: int = 10
+    rating_batch_size: int = 1024
+    rating_epochs: int = 30
     rerank: str = "auto"
     candidates: int = DEFAULT_RETRIEVAL_K
     validation_fraction: float = 0.2

@@ -1,7 +1,8 @@
 """Reads the Transform output (transformed examples and vocabularies) for ``run_fn``.
 
 The transformed train split is small next to memory (three numbers per rating), so it is read
-once into arrays and fed from memory each epoch instead of re-parsing TFRecords.
+once into arrays and fed from memory each epoch instead of re-parsing TFRecords
+(:func:`make_dataset`).
 """
 
 import dataclasses
@@ -86,11 +87,34 @@ def read_records(
     }
 
 
-def make_dataset(
-    columns: dict[str, np.ndarray], batch_size: int, seed: int, shuffle: bool = True
-) -> tf.data.Dataset:
-    """Batches in-memory columns into a dataset of feature dicts, reshuffled every epoch."""
-    ds = tf.data.Dataset.from_tensor_slices(columns)
-    if shuffle:
-        ds = ds.shuffle(len(columns[features.RATING]), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+def make_dataset(columns: dict[str, np.ndarray], batch_size: int, seed: int) -> tf.data.Dataset:
+    """Batches in-memory columns into a dataset of feature dicts, in a new order every epoch.
+
+    Each pass draws one seed (``tf.data.Dataset.random``, re-drawn on every iteration, so
+    each Keras epoch gets its own order; the same orders in every run with the same global
+    seed) and batch ``i`` gathers rows ``i * batch_size`` to ``(i + 1) * batch_size - 1`` of that
+    seed's permutation of all rows (``index_shuffle``). Only batches pass through ``tf.data``:
+    a per-rating shuffle buffer and per-rating batching (``from_tensor_slices(columns)
+    .shuffle(n).batch(b)``) ran at about 100,000 ratings a second on 2 cores and was the
+    rating model's bound at the 5M scale shape; this feeds about 1.7M a second.
+    """
+    n = len(columns[features.RATING])
+    tensors = {k: tf.constant(v) for k, v in columns.items()}
+    if n == 0:
+        return tf.data.Dataset.from_tensor_slices(tensors).batch(batch_size)
+
+    def one_pass(pass_seed):
+        key = tf.stack([tf.constant(seed, tf.int64), pass_seed])
+
+        def gather(start):
+            positions = tf.range(start, tf.minimum(start + batch_size, n))
+            rows = tf.random.experimental.index_shuffle(positions, key, n - 1)
+            return {k: tf.gather(t, rows) for k, t in tensors.items()}
+
+        starts = tf.data.Dataset.range(0, n, batch_size)
+        return starts.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+    steps = -(-n // batch_size)  # told to Keras (flat_map hides it; steps_per_execution needs it)
+    ds = seeds.flat_map(one_pass).apply(tf.data.experimental.assert_cardinality(steps))
+    return ds.prefetch(tf.data.AUTOTUNE)

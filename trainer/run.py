@@ -31,7 +31,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
 
-from trainer import data, distribute, ease, export, features, selection, warm_start
+from trainer import data, distribute, ease, export, features, optimizers, selection, warm_start
 from trainer.config import TrainerConfig
 from trainer.model import HISTORY, RERANK_FEATURES, RERANK_LABEL, JointModel, movie_counts
 
@@ -250,8 +250,12 @@ def _fit_retrieval(model, x_fit, x_val, config, choices=None) -> tuple[int, int,
 
 
 def _fit_rating(model, fit_columns, val_columns, config, epochs=None) -> tuple[int, list]:
-    """Trains the rating model; with ``val_columns`` chooses its epochs by RMSE."""
-    model.compile(optimizer=tf.keras.optimizers.Adam(config.rating_learning_rate))
+    """Trains the rating model; with ``val_columns`` chooses its epochs by RMSE.
+
+    Its tables are updated lazily (:class:`trainer.optimizers.LazyAdam`: only the rows of a
+    step's ratings), so a step's cost does not grow with the users and movies.
+    """
+    model.compile(optimizer=optimizers.LazyAdam(config.rating_learning_rate))
     ds = data.make_dataset(fit_columns, config.rating_batch_size, config.seed)
     if val_columns is None:
         model.fit(ds, epochs=epochs, verbose=0)
@@ -396,16 +400,21 @@ def _history_matrix(columns, vocabularies) -> sp.csr_matrix:
     return selection.interactions(columns[features.USER_IDX], columns[features.MOVIE_IDX], shape)
 
 
-def _choose(columns, vocabularies, config, previous) -> tuple[Choices, dict]:
-    """Round 1: trains on train minus the validation cut and makes every choice."""
+def validation_cut(columns: dict[str, np.ndarray], config: TrainerConfig) -> tuple[dict, dict]:
+    """``(fit, cut)``: the train columns without and with the validation cut's ratings
+    (``selection.validation_mask`` at ``config.validation_fraction``)."""
     val = selection.validation_mask(
         columns[features.USER_IDX],
         columns[features.MOVIE_IDX],
         config.validation_fraction,
         config.seed,
     )
-    fit_cols = {k: v[~val] for k, v in columns.items()}
-    val_cols = {k: v[val] for k, v in columns.items()}
+    return {k: v[~val] for k, v in columns.items()}, {k: v[val] for k, v in columns.items()}
+
+
+def _choose(columns, vocabularies, config, previous) -> tuple[Choices, dict]:
+    """Round 1: trains on train minus the validation cut and makes every choice."""
+    fit_cols, val_cols = validation_cut(columns, config)
     x_fit, x_val = _history_matrix(fit_cols, vocabularies), _history_matrix(val_cols, vocabularies)
     model, _ = _new_model(fit_cols, vocabularies, config, previous)
     retrieval_epochs, retrieval_steps, retrieval_curve = _fit_retrieval(model, x_fit, x_val, config)
@@ -423,7 +432,7 @@ def _choose(columns, vocabularies, config, previous) -> tuple[Choices, dict]:
         reranker_weights=model.reranker.get_weights(),
     )
     report = {
-        "num_validation_ratings": int(val.sum()),
+        "num_validation_ratings": len(val_cols[features.RATING]),
         "retrieval_ndcg@100_by_" + ("steps" if retrieval_steps else "epochs"): retrieval_curve,
         "num_validation_users": int(len(_validation_users(x_val, config))),
         "ease_ndcg@100_by_lambda": {str(k): v for k, v in ease_recalls.items()},
