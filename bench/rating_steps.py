@@ -59,13 +59,14 @@ DEFAULT = Setting(
     _DEFAULT.rating_learning_rate,
     _DEFAULT.rating_l2,
     _DEFAULT.rating_epochs,
+    run._RATING_STEPS_PER_EXECUTION,
 )
 SETTINGS = (
     Setting("before", "adam", "per-rating", 256, 3e-3, 0.05, 10),
     Setting("lean input", "adam", "lean", 256, 3e-3, 0.05, 10),
     Setting("lean input, lazy", "lazy", "lean", 256, 3e-3, 0.05, 10),
+    dataclasses.replace(DEFAULT, name="default, 1 step an execution", steps_per_execution=1),
     DEFAULT,
-    dataclasses.replace(DEFAULT, name="default, 16 steps an execution", steps_per_execution=16),
     dataclasses.replace(
         DEFAULT, name="default at 4096 a step, 2x rate", batch=4096, lr=DEFAULT.lr * 2
     ),

@@ -4,7 +4,7 @@ import dataclasses
 import io
 
 from bench import rating_steps, scale
-from trainer import features
+from trainer import features, run
 from trainer.config import TrainerConfig
 
 TINY = 50_000
@@ -29,6 +29,7 @@ def test_the_default_row_is_the_trainers_config():
         config.rating_l2,
         config.rating_epochs,
     )
+    assert d.steps_per_execution == run._RATING_STEPS_PER_EXECUTION > 1
     assert rating_steps.SETTINGS[0].optimizer == "adam"
     assert rating_steps.SETTINGS[0].input == "per-rating"
 
