@@ -26,13 +26,12 @@ import os
 os.environ["TF_USE_LEGACY_KERAS"] = "1"  # TFRS needs Keras 2: set before TensorFlow loads
 
 import dataclasses
-import statistics
 import time
 
 import numpy as np
 import tensorflow as tf
 
-from bench import scale
+from bench import scale, trainer_steps
 from data.sources.synthetic import SyntheticSource
 from trainer import data, features, model, optimizers, run
 from trainer.config import TrainerConfig
@@ -107,24 +106,10 @@ def _new_model(num_users, num_movies, mean, s: Setting) -> model.JointModel:
     return joint
 
 
-def _rmse(joint, columns) -> float:
-    predicted = joint.predict_rating(
-        tf.constant(columns[features.USER_IDX]), tf.constant(columns[features.MOVIE_IDX])
-    ).numpy()
-    return float(np.sqrt(np.mean((predicted - columns[features.RATING]) ** 2)))
-
-
 def epoch_seconds(columns, num_users, num_movies, s: Setting, repeats: int) -> float:
     """Median seconds of one epoch over ``columns`` (after one warm-up epoch)."""
     joint = _new_model(num_users, num_movies, 3.5, s)
-    ds = _dataset(columns, s, _DEFAULT.seed)
-    joint.fit(ds, epochs=1, verbose=0)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        joint.fit(ds, epochs=1, verbose=0)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return trainer_steps.median_epoch(joint, _dataset(columns, s, _DEFAULT.seed), repeats)
 
 
 def sample(ratings: int, sample_ratings: int = SAMPLE_RATINGS):
@@ -190,14 +175,14 @@ def protocol_rmse(train_cols, test_cols, num_users, num_movies, s: Setting) -> d
     best = run._Best(joint, higher_is_better=False)  # the Trainer's patience
     for done in range(1, config.rating_epochs + 1):
         joint.fit(ds, epochs=1, verbose=0)
-        if not best.offer(_rmse(joint, cut), done):
+        if not best.offer(run.rating_rmse(joint, cut), done):
             break
     best_epochs = best.epochs
     joint = _new_model(num_users, num_movies, float(np.mean(train_cols[features.RATING])), s)
     joint.fit(_dataset(train_cols, s, config.seed), epochs=best_epochs, verbose=0)
     return {
         "epochs": best_epochs,
-        "rmse": _rmse(joint, test_cols),
+        "rmse": run.rating_rmse(joint, test_cols),
         "seconds": time.perf_counter() - start,
     }
 

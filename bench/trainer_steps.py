@@ -58,7 +58,12 @@ def epoch_seconds(
     tf.keras.utils.set_random_seed(config.seed)
     joint = model.JointModel(x.shape[0], num_movies, np.ones(x.shape[1]), 3.5, config)
     joint.compile(optimizer=tf.keras.optimizers.Adam(learning_rate))
-    ds = run._history_dataset(x, config)
+    return median_epoch(joint, run._history_dataset(x, config), repeats)
+
+
+def median_epoch(joint, ds, repeats: int) -> float:
+    """Median seconds of ``repeats`` epochs of a compiled model over ``ds`` after one warm-up
+    epoch (which traces the step)."""
     joint.fit(ds, epochs=1, verbose=0)
     times = []
     for _ in range(repeats):

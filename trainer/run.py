@@ -270,16 +270,20 @@ def _fit_rating(model, fit_columns, val_columns, config, epochs=None) -> tuple[i
     best, curve = _Best(model, higher_is_better=False), []
     for done in range(1, config.rating_epochs + 1):
         model.fit(ds, epochs=1, verbose=0)
-        predicted = model.predict_rating(
-            tf.constant(val_columns[features.USER_IDX]),
-            tf.constant(val_columns[features.MOVIE_IDX]),
-        ).numpy()
-        rmse = float(np.sqrt(np.mean((predicted - val_columns[features.RATING]) ** 2)))
+        rmse = rating_rmse(model, val_columns)
         curve.append((done, rmse))
         if not best.offer(rmse, done):
             break
     best.restore()
     return best.epochs, curve
+
+
+def rating_rmse(model: JointModel, columns: dict[str, np.ndarray]) -> float:
+    """RMSE of the model's predicted ratings of ``columns``' (user, movie) pairs."""
+    predicted = model.predict_rating(
+        tf.constant(columns[features.USER_IDX]), tf.constant(columns[features.MOVIE_IDX])
+    ).numpy()
+    return float(np.sqrt(np.mean((predicted - columns[features.RATING]) ** 2)))
 
 
 def _depth(model) -> int:
